@@ -1,0 +1,10 @@
+// Package atlasgate is the root of the atlasgate module. Importing it (as the
+// xcaddy build and cmd/caddy do) plugs every atlasgate Caddy module in, the way
+// Caddy's modules/standard does for the standard modules.
+package atlasgate
+
+import (
+	_ "github.com/atlasgate/atlasgate/modules/atlasgate"
+	_ "github.com/atlasgate/atlasgate/modules/credentials"
+	_ "github.com/atlasgate/atlasgate/modules/proxy"
+)

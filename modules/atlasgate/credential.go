@@ -1,0 +1,58 @@
+package atlasgate
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// Credential is implemented by the guest modules of the `atlasgate.credentials`
+// namespace. A credential knows where its requests go (it owns the upstream, so a
+// credential can never be sent to a host it was not configured for) and how to
+// authenticate them.
+type Credential interface {
+	// Target returns the upstream base for a client request path: scheme, host and
+	// a path prefix to put before the client's path (for example
+	// `https://api.atlassian.com/ex/jira/<cloudId>`). An *UnavailableError means
+	// the credential cannot be used right now.
+	Target(ctx context.Context, path string) (*url.URL, error)
+
+	// Origins lists every origin (scheme and host:port) that Target can return.
+	// The gateway injects the credential into requests to these origins only.
+	Origins() []*url.URL
+
+	// Home is the base URL that clients address as the gateway's root: the
+	// Atlassian site or Data Center base URL. Redirects to it are mapped back to
+	// the gateway.
+	Home() *url.URL
+
+	// Inject adds the credential to an outgoing request. It runs after every
+	// other header change, immediately before the request is written upstream.
+	Inject(req *http.Request) error
+
+	// RootCAs returns the certificate pool that upstream TLS connections of this
+	// credential must chain to; nil means the system roots.
+	RootCAs() *x509.CertPool
+}
+
+// UnavailableError reports a credential that cannot be used right now. The
+// gateway answers 503 with the credential's name, the reason and the remedy;
+// neither may hold a secret.
+type UnavailableError struct {
+	Credential string
+	Reason     string
+	Remedy     string
+	Err        error
+}
+
+func (e *UnavailableError) Error() string {
+	msg := fmt.Sprintf("credential %q is unavailable: %s", e.Credential, e.Reason)
+	if e.Remedy != "" {
+		msg += "; " + e.Remedy
+	}
+	return msg
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }

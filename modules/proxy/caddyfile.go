@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("atlasgate_proxy", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("atlasgate_proxy", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Handler)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	atlasgate_proxy [<credential>] {
+//	    credential <name>
+//	}
+//
+// The credential name may be a placeholder set by a preceding handler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		h.Credential = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "credential":
+			if h.Credential != "" {
+				return d.Err("credential already set")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Credential = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("atlasgate_proxy: unrecognized option %q", d.Val())
+		}
+	}
+	if h.Credential == "" {
+		return d.Err("atlasgate_proxy: a credential is required")
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

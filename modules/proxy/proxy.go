@@ -1,0 +1,272 @@
+// Package proxy holds the atlasgate_proxy handler: it removes every credential
+// the client sent, routes the request to its credential's Atlassian upstream and
+// proxies it with Caddy's own reverse_proxy, injecting the credential at the last
+// moment before the request is written upstream.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler proxies requests to Atlassian with a named credential of the
+// atlasgate app. It is a terminal handler, like reverse_proxy.
+//
+// What the client sent as credentials never reaches Atlassian: the
+// `Authorization`, `Proxy-Authorization` and `Cookie` headers and the
+// credential-carrying query parameters (`os_username`, `os_password`,
+// `os_authType`, `access_token`, `jwt`) are removed. The credential is then set
+// by the upstream transport itself, after every header operation of the proxy,
+// so no hop-by-hop trick (`Connection: Authorization`) can remove or replace it,
+// and only when the request goes to one of the credential's own origins.
+//
+// On the way back, `Set-Cookie` is removed (an Atlassian session cookie would let
+// the client bypass the gateway) and a `Location` on the credential's own site or
+// API route is mapped back to the gateway; a redirect to another host (signed
+// media downloads) reaches the client untouched, and the credential never goes
+// there.
+type Handler struct {
+	// The name of the credential to inject, as defined in the atlasgate app.
+	// Placeholders are allowed, so a preceding handler (the access policy) can
+	// choose it per request. Required.
+	Credential string `json:"credential,omitempty"`
+
+	app     *atlasgate.App
+	static  bool
+	proxies map[proxyKey]*reverseproxy.Handler
+	logger  *zap.Logger
+}
+
+type proxyKey struct{ credential, origin string }
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.atlasgate_proxy",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision looks the credential(s) up and sets up one reverse proxy per
+// credential and origin.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Credential == "" {
+		return fmt.Errorf("credential: required")
+	}
+	appIface, err := ctx.App("atlasgate")
+	if err != nil {
+		return fmt.Errorf("getting atlasgate app: %v", err)
+	}
+	h.app = appIface.(*atlasgate.App)
+
+	// A fixed name is checked now, so a typo fails `caddy validate` and a reload
+	// instead of the first request. A placeholder may name any credential.
+	names := h.app.CredentialNames()
+	h.static = !strings.Contains(h.Credential, "{")
+	if h.static {
+		if _, ok := h.app.Credential(h.Credential); !ok {
+			return fmt.Errorf("credential: %v", h.app.UnknownCredentialError(h.Credential))
+		}
+		names = []string{h.Credential}
+	}
+
+	h.proxies = make(map[proxyKey]*reverseproxy.Handler)
+	for _, name := range names {
+		cred, _ := h.app.Credential(name)
+		for _, o := range cred.Origins() {
+			rp, err := newReverseProxy(ctx, name, cred, o)
+			if err != nil {
+				return fmt.Errorf("credential %q: setting up proxy to %s: %v", name, o.Host, err)
+			}
+			h.proxies[proxyKey{name, originKey(o)}] = rp
+		}
+	}
+	return nil
+}
+
+// newReverseProxy sets up Caddy's reverse_proxy for one origin of a credential:
+// TLS with the credential's roots, SNI and Host of the origin, and the injecting
+// transport.
+func newReverseProxy(ctx caddy.Context, name string, cred atlasgate.Credential, o *url.URL) (*reverseproxy.Handler, error) {
+	ht := &reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{ServerName: o.Hostname()}}
+	if err := ht.Provision(ctx); err != nil {
+		return nil, err
+	}
+	if roots := cred.RootCAs(); roots != nil {
+		ht.Transport.TLSClientConfig.RootCAs = roots
+	}
+	port := o.Port()
+	if port == "" {
+		port = "443"
+	}
+	rp := &reverseproxy.Handler{
+		Upstreams: reverseproxy.UpstreamPool{{Dial: net.JoinHostPort(o.Hostname(), port)}},
+		Headers: &headers.Handler{Request: &headers.HeaderOps{
+			Set: http.Header{"Host": []string{o.Host}},
+		}},
+		Transport: &injectingTransport{base: ht, name: name, cred: cred},
+	}
+	if err := rp.Provision(ctx); err != nil {
+		_ = ht.Cleanup()
+		return nil, err
+	}
+	return rp, nil
+}
+
+// Cleanup releases the reverse proxies.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	for _, rp := range h.proxies {
+		errs = append(errs, rp.Cleanup())
+		if t, ok := rp.Transport.(*injectingTransport); ok {
+			errs = append(errs, t.base.Cleanup())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// credentialQueryParams carry credentials in a URL (Data Center's os_username
+// and os_password basic auth, OAuth access_token, Connect jwt); they are removed
+// like the Authorization header.
+var credentialQueryParams = []string{"os_username", "os_password", "os_authType", "access_token", "jwt"}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	name := h.Credential
+	if !h.static {
+		name = repl.ReplaceAll(h.Credential, "")
+	}
+	if name == "" {
+		// Deny by default: nothing chose a credential for this request.
+		atlasgate.WriteError(w, http.StatusForbidden, atlasgate.ErrorBody{
+			Error:   "no_credential",
+			Message: "no credential was selected for this request",
+		})
+		return nil
+	}
+	cred, ok := h.app.Credential(name)
+	if !ok {
+		h.logger.Error("unknown credential selected", zap.String("credential", name))
+		atlasgate.WriteError(w, http.StatusServiceUnavailable, atlasgate.ErrorBody{
+			Error:      "credential_unknown",
+			Message:    fmt.Sprintf("credential %q is not configured on this gateway", name),
+			Credential: name,
+			Remedy:     "define it in the atlasgate app or fix the rule that selects it",
+		})
+		return nil
+	}
+	repl.Set("http.atlasgate.credential", name)
+
+	target, err := cred.Target(r.Context(), r.URL.Path)
+	if err != nil {
+		return h.unavailable(w, name, err)
+	}
+	rp := h.proxies[proxyKey{name, originKey(target)}]
+	if rp == nil {
+		// Target returned an origin the credential did not declare: never send
+		// the credential there.
+		return h.unavailable(w, name, &atlasgate.UnavailableError{
+			Reason: "it routed the request to an undeclared origin",
+			Remedy: "this is a bug in the credential module; please report it",
+		})
+	}
+
+	stripClientCredentials(r)
+	info := &routeInfo{
+		target:  target,
+		home:    cred.Home(),
+		gateway: gatewayBase(r),
+	}
+	r.URL.Path = target.Path + r.URL.Path
+	if r.URL.RawPath != "" {
+		r.URL.RawPath = target.EscapedPath() + r.URL.RawPath
+	}
+	r = r.WithContext(context.WithValue(r.Context(), routeInfoKey{}, info))
+	return rp.ServeHTTP(w, r, next)
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, name string, err error) error {
+	var ue *atlasgate.UnavailableError
+	if !errors.As(err, &ue) {
+		ue = &atlasgate.UnavailableError{Reason: "it failed", Err: err}
+	}
+	ue.Credential = name
+	h.logger.Error("credential unavailable", zap.String("credential", name), zap.Error(err))
+	atlasgate.WriteError(w, http.StatusServiceUnavailable, atlasgate.ErrorBody{
+		Error:      "credential_unavailable",
+		Message:    fmt.Sprintf("credential %q is unavailable: %s", name, ue.Reason),
+		Credential: name,
+		Remedy:     ue.Remedy,
+	})
+	return nil
+}
+
+// stripClientCredentials removes every credential the client sent.
+func stripClientCredentials(r *http.Request) {
+	r.Header.Del("Authorization")
+	r.Header.Del("Proxy-Authorization")
+	r.Header.Del("Cookie")
+	if r.URL.RawQuery == "" {
+		return
+	}
+	q := r.URL.Query()
+	changed := false
+	for _, p := range credentialQueryParams {
+		for k := range q {
+			if strings.EqualFold(k, p) {
+				q.Del(k)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		r.URL.RawQuery = q.Encode()
+	}
+}
+
+// gatewayBase is the origin the client used to reach the gateway.
+func gatewayBase(r *http.Request) *url.URL {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: r.Host}
+}
+
+// originKey is the scheme and host:port of u, with the default port explicit.
+func originKey(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

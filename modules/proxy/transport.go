@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+)
+
+// routeInfo travels in the request context from the handler to the transport.
+type routeInfo struct {
+	target  *url.URL // upstream base, with the path prefix the handler added
+	home    *url.URL // the site the client addresses as the gateway root
+	gateway *url.URL // the gateway origin the client used
+}
+
+type routeInfoKey struct{}
+
+// injectingTransport wraps Caddy's HTTP transport. It is the last thing that
+// touches a request before it is written upstream, so this is where the
+// credential is set: no header operation of the proxy runs after it.
+type injectingTransport struct {
+	base *reverseproxy.HTTPTransport
+	name string
+	cred atlasgate.Credential
+}
+
+// RoundTrip injects the credential, sends the request and cleans up the
+// response.
+func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	info, ok := req.Context().Value(routeInfoKey{}).(*routeInfo)
+	if !ok {
+		return nil, fmt.Errorf("credential %q: request did not come through atlasgate_proxy; refusing to send it", t.name)
+	}
+	t.base.SetScheme(req)
+	// Defence in depth: the credential goes only to its own origin, whatever
+	// happened to the request on the way here.
+	if originKey(req.URL) != originKey(info.target) {
+		return nil, fmt.Errorf("credential %q: refusing to send it to %s, which is not its upstream", t.name, req.URL.Host)
+	}
+	req.Header.Del("Proxy-Authorization")
+	req.Header.Del("Cookie")
+	if err := t.cred.Inject(req); err != nil {
+		return nil, fmt.Errorf("credential %q: %w", t.name, err)
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	// An Atlassian session cookie would let the client call Atlassian directly
+	// as the injected identity, bypassing the gateway.
+	resp.Header.Del("Set-Cookie")
+	if loc := resp.Header.Get("Location"); loc != "" {
+		resp.Header.Set("Location", mapLocation(loc, req.URL, info))
+	}
+	return resp, nil
+}
+
+// mapLocation maps a redirect target on the credential's upstream (with its
+// route prefix) or on its home site back to the gateway. Any other URL — a
+// signed media download on another host, say — is returned untouched.
+func mapLocation(loc string, reqURL *url.URL, info *routeInfo) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return loc
+	}
+	abs := reqURL.ResolveReference(u)
+	var rest string
+	switch {
+	case originKey(abs) == originKey(info.target) && hasPathPrefix(abs.EscapedPath(), info.target.EscapedPath()):
+		rest = strings.TrimPrefix(abs.EscapedPath(), info.target.EscapedPath())
+	case originKey(abs) == originKey(info.home) && hasPathPrefix(abs.EscapedPath(), info.home.EscapedPath()):
+		rest = strings.TrimPrefix(abs.EscapedPath(), info.home.EscapedPath())
+	default:
+		return loc
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	out := *info.gateway
+	if p, err := url.PathUnescape(rest); err == nil {
+		out.Path = p
+		out.RawPath = rest
+	}
+	out.RawQuery = abs.RawQuery
+	out.Fragment = abs.Fragment
+	return out.String()
+}
+
+// hasPathPrefix reports whether path is prefix or lies below it.
+func hasPathPrefix(path, prefix string) bool {
+	if prefix == "" {
+		return true
+	}
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// Interface guards
+var _ http.RoundTripper = (*injectingTransport)(nil)
