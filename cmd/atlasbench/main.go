@@ -1,0 +1,170 @@
+// Command atlasbench measures what the atlasgate gateway costs on top of
+// Caddy's own reverse proxy (`make bench`).
+//
+// It starts the Atlassian simulator in-process (TLS, recording off) as the one
+// upstream, then runs two Caddy processes from the -caddy binary, one at a
+// time, each serving GET /rest/api/3/myself on a free 127.0.0.1 port:
+//
+//   - plain: Caddy's stock `reverse_proxy https://localhost:<site>` with the
+//     upstream Host and a static `Authorization: Basic <email:token>` set by
+//     header_up, trusting the simulator's CA through tls_trust_pool. This is
+//     the fairest plain equivalent of credential injection: the same bytes go
+//     upstream over the same kind of TLS connection pool, so the difference is
+//     what atlasgate adds (stripping client credentials, routing, injecting in
+//     the transport, dropping Set-Cookie, mapping Location).
+//   - gateway: `atlasgate_proxy jira`, the credential defined in the global
+//     atlasgate block with its token passed through the process environment.
+//
+// For each it warms up (2s of wrk), runs a saturation test with wrk (req/s,
+// p50, p99) and a fixed-rate test with vegeta (p50, p99, success ratio), and
+// samples the Caddy process in /proc: CPU seconds over each run (cores used,
+// and CPU-ms per 1000 requests, the cost figure that does not depend on how the
+// two cores are shared with the load generator and the simulator) and the peak
+// RSS (VmHWM, the peak over the whole life of the process, read after its
+// runs). It prints a table with the gateway/plain ratios. It only reports: the
+// exit status is non-zero only when something could not run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+const (
+	benchPath     = "/rest/api/3/myself"
+	warmup        = 2 * time.Second
+	fixedDuration = 10 * time.Second
+)
+
+// params are the run parameters printed at the top of the report.
+type params struct {
+	caddyBin, wrkBin string
+	duration         time.Duration
+	rate             int
+	connections      int
+}
+
+// result is what one Caddy configuration measured.
+type result struct {
+	name     string
+	sat      *wrkResult
+	satCPU   float64 // Caddy CPU seconds during the saturation run
+	satWall  time.Duration
+	fixed    *fixedResult
+	fixedCPU float64 // Caddy CPU seconds during the fixed-rate run
+	peakRSS  int64   // bytes (VmHWM)
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var p params
+	flag.StringVar(&p.caddyBin, "caddy", "bin/caddy", "the Caddy `binary` with the atlasgate modules")
+	flag.DurationVar(&p.duration, "duration", 15*time.Second, "length of each saturation run (whole seconds)")
+	flag.IntVar(&p.rate, "rate", 500, "requests per second of the fixed-rate run ("+fixedDuration.String()+")")
+	flag.IntVar(&p.connections, "connections", 32, "connections of the saturation run")
+	flag.Parse()
+	if p.duration < time.Second || p.rate < 1 || p.connections < 2 {
+		fmt.Fprintln(os.Stderr, "atlasbench: need -duration ≥ 1s, -rate ≥ 1 and -connections ≥ 2")
+		return 2
+	}
+	var err error
+	if p.wrkBin, err = exec.LookPath("wrk"); err != nil {
+		fmt.Fprintln(os.Stderr, "atlasbench: wrk is not on PATH; install it with `apt-get install -y wrk` (Debian/Ubuntu)")
+		return 1
+	}
+	if p.caddyBin, err = filepath.Abs(p.caddyBin); err == nil {
+		_, err = os.Stat(p.caddyBin)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "atlasbench: Caddy binary: %v; build it with `go build -o bin/caddy ./cmd/caddy`\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	printHeader(os.Stdout, p)
+	env, err := newEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atlasbench:", err)
+		return 1
+	}
+	defer env.close()
+
+	var results []*result
+	for _, t := range []target{plainTarget, gatewayTarget} {
+		r, err := bench(ctx, env, p, t)
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "atlasbench: interrupted; stopped Caddy and removed the temporary files")
+			return 130
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "atlasbench: %s: %v\n", t.name, err)
+			return 1
+		}
+		results = append(results, r)
+	}
+	printTable(os.Stdout, results[0], results[1])
+	return 0
+}
+
+// bench starts Caddy with one configuration, checks it, measures it and stops
+// it.
+func bench(ctx context.Context, env *benchEnv, p params, t target) (*result, error) {
+	fmt.Printf("== %s: starting Caddy\n", t.name)
+	c, err := startCaddy(ctx, env, p.caddyBin, t)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	url := c.url + benchPath
+	if err := checkOK(url); err != nil {
+		return nil, fmt.Errorf("GET %s: %v\n--- Caddy output ---\n%s", url, err, c.output())
+	}
+
+	fmt.Printf("   warm-up %s\n", warmup)
+	if _, err := runWrk(ctx, p.wrkBin, url, p.connections, warmup); err != nil {
+		return nil, fmt.Errorf("warm-up: %v", err)
+	}
+
+	r := &result{name: t.name}
+	fmt.Printf("   saturation: wrk -t%d -c%d -d%s\n", wrkThreads(p.connections), p.connections, p.duration)
+	cpu0, t0 := c.cpuSeconds(), time.Now()
+	if r.sat, err = runWrk(ctx, p.wrkBin, url, p.connections, p.duration); err != nil {
+		return nil, fmt.Errorf("saturation: %v", err)
+	}
+	r.satCPU, r.satWall = c.cpuSeconds()-cpu0, time.Since(t0)
+
+	fmt.Printf("   fixed rate: %d/s for %s\n", p.rate, fixedDuration)
+	cpu0 = c.cpuSeconds()
+	if r.fixed, err = runFixedRate(ctx, url, p.rate, fixedDuration); err != nil {
+		return nil, fmt.Errorf("fixed rate: %v", err)
+	}
+	r.fixedCPU = c.cpuSeconds() - cpu0
+	r.peakRSS = c.peakRSS()
+	if err := c.err(); err != nil {
+		return nil, fmt.Errorf("Caddy failed during the runs: %v\n--- Caddy output ---\n%s", err, c.output())
+	}
+	return r, nil
+}
+
+// checkOK requires one 200 response before anything is measured.
+func checkOK(url string) error {
+	code, body, err := get(url)
+	if err != nil {
+		return err
+	}
+	if code != 200 {
+		return errors.New(fmt.Sprintf("status %d, want 200: %.500s", code, body))
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+// Command atlasdemo runs the atlasgate demo (`make demo`): the bundled Atlassian
+// simulator on 127.0.0.1:9441-9447 and the gateway (the Caddy binary given with
+// -caddy) with caddyfiles/demo.Caddyfile, then prints curl lines that work. No
+// Atlassian account is needed. Ctrl-C stops both.
+//
+// The simulator's fake demo tokens reach the gateway the way real ones would:
+// through environment variables named by {env.*} placeholders in the Caddyfile.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/atlasgate/atlasgate/integration/atlassim"
+)
+
+var hosts = []string{atlassim.HostSite, atlassim.HostAPI, atlassim.HostMedia, atlassim.HostBitbucket,
+	atlassim.HostJiraDC, atlassim.HostConfluenceDC, atlassim.HostBitbucketDC}
+
+func main() {
+	caddyBin := flag.String("caddy", "bin/caddy", "the atlasgate Caddy `binary`")
+	config := flag.String("config", "caddyfiles/demo.Caddyfile", "the demo `Caddyfile`")
+	dir := flag.String("dir", ".demo", "working `directory` for the CA file and storage")
+	flag.Parse()
+	logger := log.New(os.Stderr, "atlasdemo: ", 0)
+
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		logger.Fatal(err)
+	}
+	cfg := atlassim.Config{Seed: true, Addrs: map[string]string{}}
+	for i, h := range hosts {
+		cfg.Addrs[h] = fmt.Sprintf("127.0.0.1:%d", 9441+i)
+	}
+	simLog := log.New(os.Stderr, "atlassim: ", log.Ltime)
+	cfg.Logf = simLog.Printf
+	sim, err := atlassim.Start(cfg)
+	if err != nil {
+		logger.Fatalf("starting the Atlassian simulator: %v (is another demo running?)", err)
+	}
+	defer sim.Close()
+	if err := sim.WriteCAFile(filepath.Join(*dir, "atlassim-ca.pem")); err != nil {
+		logger.Fatal(err)
+	}
+
+	cmd := exec.Command(*caddyBin, "run", "--config", *config, "--adapter", "caddyfile")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(),
+		"ATLASGATE_DEMO_API_TOKEN="+atlassim.DemoAPIToken,
+		"ATLASGATE_DEMO_SCOPED_TOKEN="+atlassim.DemoScopedToken,
+		"ATLASGATE_DEMO_BITBUCKET_TOKEN="+atlassim.DemoBitbucketAPIToken,
+		"ATLASGATE_DEMO_PAT="+atlassim.DemoPAT,
+	)
+	if err := cmd.Start(); err != nil {
+		logger.Fatalf("starting %s: %v (run `make build` first)", *caddyBin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+
+	if err := waitListening("127.0.0.1:8084", 30*time.Second, exited); err != nil {
+		logger.Printf("the gateway did not start: %v", err)
+		_ = cmd.Process.Signal(os.Interrupt)
+		sim.Close()
+		os.Exit(1)
+	}
+	printUsage()
+
+	select {
+	case s := <-sig:
+		logger.Printf("%s: stopping the gateway and the simulator", s)
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	case err := <-exited:
+		logger.Printf("the gateway exited: %v", err)
+		sim.Close()
+		os.Exit(1)
+	}
+}
+
+// waitListening waits until addr accepts connections or the gateway exits.
+func waitListening(addr string, timeout time.Duration, exited <-chan error) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("exited: %v", err)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s after %s", addr, timeout)
+}
+
+func printUsage() {
+	auth := "-u app:demo-password"
+	lines := []struct{ what, cmd string }{
+		{"Jira Cloud, classic API token injected (you are Alice now)", "curl " + auth + " http://localhost:8080/rest/api/3/myself"},
+		{"an issue, and an edit with a JSON body", "curl " + auth + " http://localhost:8080/rest/api/3/issue/DEMO-1"},
+		{"", "curl " + auth + ` -X PUT -H 'Content-Type: application/json' -d '{"fields":{"summary":"Edited via atlasgate"}}' http://localhost:8080/rest/api/3/issue/DEMO-1`},
+		{"Confluence pages with a scoped token (routed to /ex/confluence/<cloudId>)", "curl " + auth + " http://localhost:8081/wiki/api/v2/pages"},
+		{"an attachment: a 303 to the media host, passed on untouched, no credential", "curl -i " + auth + " http://localhost:8080/rest/api/3/attachment/content/10001"},
+		{"Bitbucket Cloud with an API token", "curl " + auth + " http://localhost:8082/2.0/repositories/acme"},
+		{"Jira Data Center with a personal access token", "curl " + auth + " http://localhost:8083/rest/api/2/myself"},
+		{"Bitbucket Data Center pull requests", "curl " + auth + " http://localhost:8084/rest/api/1.0/dashboard/pull-requests"},
+		{"what a client without gateway credentials gets", "curl -i http://localhost:8080/rest/api/3/myself"},
+	}
+	var b strings.Builder
+	b.WriteString("\natlasgate demo is running: the gateway on localhost:8080-8084, the Atlassian simulator on 127.0.0.1:9441-9447.\n")
+	b.WriteString("The client holds no Atlassian secret: the gateway injects it. Try:\n\n")
+	for _, l := range lines {
+		if l.what != "" {
+			b.WriteString("  # " + l.what + "\n")
+		}
+		b.WriteString("  " + l.cmd + "\n")
+	}
+	b.WriteString("\nThe simulator logs each request it receives (who it authenticated). Ctrl-C stops everything.\n\n")
+	fmt.Print(b.String())
+}
