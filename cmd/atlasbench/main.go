@@ -27,7 +27,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -164,7 +163,7 @@ func checkOK(url string) error {
 		return err
 	}
 	if code != 200 {
-		return errors.New(fmt.Sprintf("status %d, want 200: %.500s", code, body))
+		return fmt.Errorf("status %d, want 200: %.500s", code, body)
 	}
 	return nil
 }

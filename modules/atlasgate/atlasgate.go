@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/atlasgate/atlasgate/modules/authn"
 )
 
 func init() {
@@ -32,8 +34,16 @@ type App struct {
 	// chosen by its `type` key (`api_token`, `bearer`).
 	CredentialsRaw map[string]json.RawMessage `json:"credentials,omitempty" caddy:"namespace=atlasgate.credentials inline_key=type"`
 
-	credentials map[string]Credential
-	logger      *zap.Logger
+	// Authenticators by name: how callers of the gateway prove who they are.
+	// Same naming rules as credentials. Each value is a module from the
+	// `atlasgate.authn` namespace, chosen by its `type` key (`jwt`,
+	// `introspection`, `userinfo`, `api_key`, `client_cert`). The
+	// `atlasgate_auth` handler tries them by name.
+	AuthenticatorsRaw map[string]json.RawMessage `json:"authenticators,omitempty" caddy:"namespace=atlasgate.authn inline_key=type"`
+
+	credentials    map[string]Credential
+	authenticators map[string]authn.Authenticator
+	logger         *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -55,26 +65,57 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("credentials: invalid name %q: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
 		}
 	}
-	if len(a.CredentialsRaw) == 0 {
-		return nil
-	}
-	mods, err := ctx.LoadModule(a, "CredentialsRaw")
-	if err != nil {
-		return fmt.Errorf("loading credentials: %w", err)
-	}
-	for name, mod := range mods.(map[string]any) {
-		cred, ok := mod.(Credential)
-		if !ok {
-			return fmt.Errorf("credential %q: module %T is not an atlasgate credential", name, mod)
+	a.authenticators = make(map[string]authn.Authenticator, len(a.AuthenticatorsRaw))
+	for name := range a.AuthenticatorsRaw {
+		if !credentialName.MatchString(name) {
+			return fmt.Errorf("authenticators: invalid name %q: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
 		}
-		a.credentials[name] = cred
+	}
+	if len(a.CredentialsRaw) > 0 {
+		mods, err := ctx.LoadModule(a, "CredentialsRaw")
+		if err != nil {
+			return fmt.Errorf("loading credentials: %w", err)
+		}
+		for name, mod := range mods.(map[string]any) {
+			cred, ok := mod.(Credential)
+			if !ok {
+				return fmt.Errorf("credential %q: module %T is not an atlasgate credential", name, mod)
+			}
+			a.credentials[name] = cred
+		}
+	}
+	if len(a.AuthenticatorsRaw) > 0 {
+		mods, err := ctx.LoadModule(a, "AuthenticatorsRaw")
+		if err != nil {
+			return fmt.Errorf("loading authenticators: %w", err)
+		}
+		for name, mod := range mods.(map[string]any) {
+			au, ok := mod.(authn.Authenticator)
+			if !ok {
+				return fmt.Errorf("authenticator %q: module %T is not an atlasgate authenticator", name, mod)
+			}
+			a.authenticators[name] = au
+		}
 	}
 	return nil
 }
 
+// Authenticator returns the authenticator with the given name.
+func (a *App) Authenticator(name string) (authn.Authenticator, bool) {
+	au, ok := a.authenticators[name]
+	return au, ok
+}
+
+// AuthenticatorNames lists the configured authenticator names, sorted.
+func (a *App) AuthenticatorNames() []string {
+	return sortedKeys(a.authenticators)
+}
+
 // Start implements caddy.App. The app runs no background work of its own yet.
 func (a *App) Start() error {
-	a.logger.Info("atlasgate credentials loaded", zap.Strings("credentials", a.CredentialNames()))
+	a.logger.Info("atlasgate loaded",
+		zap.Strings("credentials", a.CredentialNames()),
+		zap.Strings("authenticators", a.AuthenticatorNames()))
 	return nil
 }
 
@@ -89,8 +130,12 @@ func (a *App) Credential(name string) (Credential, bool) {
 
 // CredentialNames lists the configured credential names, sorted.
 func (a *App) CredentialNames() []string {
-	names := make([]string, 0, len(a.credentials))
-	for n := range a.credentials {
+	return sortedKeys(a.credentials)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)

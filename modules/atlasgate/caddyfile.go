@@ -22,6 +22,10 @@ func init() {
 //	            email alice@example.com
 //	            token {env.ATLASSIAN_API_TOKEN}
 //	        }
+//	        authenticator <name> <type> {
+//	            # options of the authenticator type (jwt, introspection,
+//	            # userinfo, api_key, client_cert)
+//	        }
 //	    }
 //	}
 //
@@ -61,6 +65,29 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.CredentialsRaw = make(map[string]json.RawMessage)
 			}
 			app.CredentialsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
+		case "authenticator":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			if !credentialName.MatchString(name) {
+				return nil, d.Errf("authenticator %q: invalid name: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
+			}
+			if !d.NextArg() {
+				return nil, d.Errf("authenticator %q: missing type (jwt, introspection, userinfo, api_key or client_cert)", name)
+			}
+			typ := d.Val()
+			if _, dup := app.AuthenticatorsRaw[name]; dup {
+				return nil, d.Errf("authenticator %q is defined twice", name)
+			}
+			unm, err := caddyfile.UnmarshalModule(d, "atlasgate.authn."+typ)
+			if err != nil {
+				return nil, err
+			}
+			if app.AuthenticatorsRaw == nil {
+				app.AuthenticatorsRaw = make(map[string]json.RawMessage)
+			}
+			app.AuthenticatorsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
 			return nil, d.Errf("atlasgate: unrecognized option %q", d.Val())
 		}

@@ -1,0 +1,77 @@
+// Package itest holds helpers the integration test packages share: free
+// loopback ports, loading Caddyfile config into the in-process Caddy (the same
+// code as the binary, with every atlasgate module), and admin API reloads.
+package itest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	// the same modules as cmd/caddy
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/atlasgate/atlasgate"
+)
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// GlobalOptions returns the global options every test config starts with: the
+// admin API on adminPort, no config persistence, quiet logs, storage under dir.
+func GlobalOptions(adminPort int, storageDir string) string {
+	return fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tlog {\n\t\tlevel ERROR\n\t}\n\tstorage file_system %s\n\tdefault_bind 127.0.0.1\n", adminPort, storageDir)
+}
+
+// Adapt turns a Caddyfile into JSON config.
+func Adapt(cf string) ([]byte, error) {
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// Load adapts a Caddyfile and loads it into the running Caddy, as `caddy run`
+// does. The caller stops Caddy (caddy.Stop) when the test binary ends.
+func Load(cf string) error {
+	out, err := Adapt(cf)
+	if err != nil {
+		return err
+	}
+	return caddy.Load(out, true)
+}
+
+// MustLoad is Load that fails the test.
+func MustLoad(t testing.TB, cf string) {
+	t.Helper()
+	if err := Load(cf); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, cf)
+	}
+}
+
+// Reload posts a Caddyfile to the admin API's /load, as `caddy reload` does,
+// and returns the status and body.
+func Reload(adminPort int, cf string) (int, string) {
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(cf))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
