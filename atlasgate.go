@@ -5,6 +5,7 @@ package atlasgate
 
 import (
 	_ "github.com/atlasgate/atlasgate/modules/atlasgate"
+	_ "github.com/atlasgate/atlasgate/modules/authhandler"
 	_ "github.com/atlasgate/atlasgate/modules/credentials"
 	_ "github.com/atlasgate/atlasgate/modules/proxy"
 )
