@@ -351,3 +351,7 @@ func x509Pool() *x509.CertPool {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func caddyJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func adaptWithWarnings(cf string) ([]byte, []caddyconfig.Warning, error) {
+	return caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
+}
