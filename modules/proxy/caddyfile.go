@@ -23,7 +23,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    credential <name>
 //	}
 //
-// The credential name may be a placeholder set by a preceding handler.
+// The credential name may be a placeholder set by a preceding handler; without
+// one, the access policy's choice is used.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -48,9 +49,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("atlasgate_proxy: unrecognized option %q", d.Val())
 		}
-	}
-	if h.Credential == "" {
-		return d.Err("atlasgate_proxy: a credential is required")
 	}
 	return nil
 }

@@ -44,8 +44,9 @@ func init() {
 // there.
 type Handler struct {
 	// The name of the credential to inject, as defined in the atlasgate app.
-	// Placeholders are allowed, so a preceding handler (the access policy) can
-	// choose it per request. Required.
+	// Placeholders are allowed. Default: `{http.atlasgate.policy.credential}`,
+	// the credential the access policy chose for the request; a request for
+	// which nothing chose a credential is denied (403).
 	Credential string `json:"credential,omitempty"`
 
 	app     *atlasgate.App
@@ -55,6 +56,10 @@ type Handler struct {
 }
 
 type proxyKey struct{ credential, origin string }
+
+// PolicyCredentialPlaceholder is where the access policy leaves the name of the
+// credential it chose for a request.
+const PolicyCredentialPlaceholder = "{http.atlasgate.policy.credential}"
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -69,7 +74,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.Credential == "" {
-		return fmt.Errorf("credential: required")
+		h.Credential = PolicyCredentialPlaceholder
 	}
 	appIface, err := ctx.App("atlasgate")
 	if err != nil {
