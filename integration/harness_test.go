@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -142,6 +141,10 @@ const gatewayConfig = `{
 			api_base {{.API}}
 			trusted_ca_file {{.CA}}
 		}
+		credential dead bearer {
+			site https://127.0.0.1:{{.DeadPort}}
+			token {env.IT_DC_PAT}
+		}
 {{.ExtraCredentials}}	}
 }
 
@@ -156,13 +159,20 @@ const gatewayConfig = `{
 	atlasgate_proxy {{.}}
 }
 
-{{end}}http://dynamic.test:{{.Port}} {
+{{end}}http://mounted.test:{{.Port}} {
+	handle_path /atlassian/* {
+		import client
+		atlasgate_proxy jira
+	}
+}
+
+http://dynamic.test:{{.Port}} {
 	import client
 	atlasgate_proxy {http.request.header.X-Test-Credential}
 }
 `
 
-var credentialSites = []string{"jira", "jira-scoped", "bitbucket", "bitbucket-access", "jira-dc", "confluence-dc", "bitbucket-dc", "unreachable"}
+var credentialSites = []string{"jira", "jira-scoped", "bitbucket", "bitbucket-access", "jira-dc", "confluence-dc", "bitbucket-dc", "unreachable", "dead"}
 
 // gateway is a loaded gateway config.
 type gateway struct {
@@ -347,8 +357,6 @@ func x509Pool() *x509.CertPool {
 	pool.AppendCertsFromPEM(sim.CACertPEM())
 	return pool
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func caddyJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
 

@@ -205,14 +205,19 @@ func TestRedirects(t *testing.T) {
 		if resp.StatusCode != http.StatusFound {
 			t.Fatalf("%s tiny link: status %d: %s", site, resp.StatusCode, body)
 		}
-		want := "http://" + site + ".test:" + itoa(g.port) + "/wiki/spaces/DEMO/pages/65537"
+		want := "/wiki/spaces/DEMO/pages/65537"
 		if got := resp.Header.Get("Location"); got != want {
 			t.Errorf("%s: Location = %q, want %q", site, got, want)
 		}
 	}
+	// Mounted under a path prefix, the redirect keeps the prefix.
+	resp, body := g.do(t, request{site: "mounted", path: "/atlassian/wiki/x/" + atlassim.DemoTinyLink})
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/atlassian/wiki/spaces/DEMO/pages/65537" {
+		t.Errorf("mounted tiny link: %d Location=%q %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
 
 	sim.ResetRequests()
-	resp, body := g.do(t, request{site: "jira", path: "/rest/api/3/attachment/content/10001"})
+	resp, body = g.do(t, request{site: "jira", path: "/rest/api/3/attachment/content/10001"})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("attachment: status %d: %s", resp.StatusCode, body)
 	}
@@ -302,5 +307,39 @@ func TestCredentialSelection(t *testing.T) {
 	resp, _ = g.do(t, request{site: "jira", path: "/rest/api/3/myself", noAuth: true})
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("unauthenticated client: status %d", resp.StatusCode)
+	}
+}
+
+// An unreachable upstream is a 502 that says what failed, in JSON.
+func TestUnreachableUpstreamIsJSON502(t *testing.T) {
+	g := startGateway(t)
+	resp, body := g.do(t, request{site: "dead", path: "/rest/api/2/myself"})
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	m := decode(t, body)
+	if m["error"] != "upstream_unreachable" || m["credential"] != "dead" || m["remedy"] == nil {
+		t.Errorf("body = %s", body)
+	}
+	if strings.Contains(string(body), atlassim.DemoPAT) || strings.Contains(string(body), "connection refused") {
+		t.Errorf("502 body leaks internals: %s", body)
+	}
+}
+
+// Workload addresses and gateway host names do not travel to Atlassian.
+func TestForwardingHeadersNotSentUpstream(t *testing.T) {
+	g := startGateway(t)
+	sim.ResetRequests()
+	resp, body := g.do(t, request{site: "jira", path: "/rest/api/3/myself", header: http.Header{
+		"X-Forwarded-For": {"10.1.2.3"}, "Forwarded": {"for=10.1.2.3"}, "X-Forwarded-Host": {"internal.corp"},
+	}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	rec := lastTo(t, atlassim.HostSite)
+	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "Via"} {
+		if v := rec.Header.Get(h); v != "" {
+			t.Errorf("%s reached Atlassian: %q", h, v)
+		}
 	}
 }

@@ -49,6 +49,11 @@ type UnavailableError struct {
 
 func (e *UnavailableError) Error() string {
 	msg := fmt.Sprintf("credential %q is unavailable: %s", e.Credential, e.Reason)
+	if e.Err != nil {
+		// For logs: the cause (connection refused, HTTP 404, TLS failure, …).
+		// Client answers use Reason and Remedy only.
+		msg += ": " + e.Err.Error()
+	}
 	if e.Remedy != "" {
 		msg += "; " + e.Remedy
 	}

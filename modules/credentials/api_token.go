@@ -102,7 +102,7 @@ func (c *APIToken) Provision(ctx caddy.Context) error {
 		if c.apiBase, err = parseBase("api_base", base); err != nil {
 			return err
 		}
-		c.cloudID = acquireCloudID(origin(c.site) + c.site.Path)
+		c.cloudID = acquireCloudID(c.site.String())
 	} else if c.APIBase != "" {
 		return errField("api_base", "only applies to scoped tokens (add `scoped`)")
 	}

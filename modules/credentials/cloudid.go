@@ -61,7 +61,9 @@ func (e *cloudIDEntry) get(ctx context.Context, client *http.Client) (string, er
 		}
 		return "", e.err
 	}
-	id, err := fetchCloudID(ctx, client, e.site)
+	// The discovery serves every waiting request, so it must not die with the
+	// request that happened to start it (a client hanging up).
+	id, err := fetchCloudID(context.WithoutCancel(ctx), client, e.site)
 	if err != nil {
 		e.err, e.failedAt = err, t
 		if e.id != "" {

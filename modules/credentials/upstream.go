@@ -38,16 +38,6 @@ func parseBase(field, raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// origin returns u's scheme and host:port with the default port made explicit,
-// the form in which origins are compared.
-func origin(u *url.URL) string {
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "443")
-	}
-	return u.Scheme + "://" + host
-}
-
 // loadRoots builds a certificate pool from PEM files. With no files it returns
 // nil: the system roots apply. With files, only their certificates are trusted,
 // which pins a Data Center's internal CA (or the simulator's) for this credential.

@@ -197,16 +197,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	stripClientCredentials(r)
 	info := &routeInfo{
-		target:  target,
-		home:    cred.Home(),
-		gateway: gatewayBase(r),
+		target: target,
+		home:   cred.Home(),
+		mount:  mountPrefix(r),
 	}
 	r.URL.Path = target.Path + r.URL.Path
 	if r.URL.RawPath != "" {
 		r.URL.RawPath = target.EscapedPath() + r.URL.RawPath
 	}
 	r = r.WithContext(context.WithValue(r.Context(), routeInfoKey{}, info))
-	return rp.ServeHTTP(w, r, next)
+	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err = rp.ServeHTTP(tw, r, next)
+	var he caddyhttp.HandlerError
+	if err != nil && !tw.wrote && errors.As(err, &he) && he.StatusCode >= 500 {
+		// Caddy would answer with an empty body; say what failed instead,
+		// without the internals (they are in the log).
+		h.logger.Error("upstream request failed", zap.String("credential", name),
+			zap.String("upstream", target.Host), zap.Error(err))
+		code := "upstream_unreachable"
+		if he.StatusCode == http.StatusGatewayTimeout {
+			code = "upstream_timeout"
+		}
+		atlasgate.WriteError(w, he.StatusCode, atlasgate.ErrorBody{
+			Error:      code,
+			Message:    fmt.Sprintf("the gateway could not get an answer from %s", target.Host),
+			Credential: name,
+			Remedy:     "check connectivity and TLS trust from the gateway to that host; the gateway log has the cause",
+		})
+		return nil
+	}
+	return err
+}
+
+// trackingWriter records whether a response was started, so an upstream error
+// is turned into a JSON answer only when nothing was sent yet.
+type trackingWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	wrote bool
+}
+
+func (w *trackingWriter) WriteHeader(status int) {
+	w.wrote = true
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *trackingWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriterWrapper.Write(b)
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, name string, err error) error {
@@ -248,13 +285,20 @@ func stripClientCredentials(r *http.Request) {
 	}
 }
 
-// gatewayBase is the origin the client used to reach the gateway.
-func gatewayBase(r *http.Request) *url.URL {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+// mountPrefix is the escaped path prefix that the client's request had before
+// Caddy stripped it (handle_path, uri strip_prefix), so that redirects can be
+// mapped back under it. Empty when nothing was stripped or the path was
+// rewritten in another way.
+func mountPrefix(r *http.Request) string {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return ""
 	}
-	return &url.URL{Scheme: scheme, Host: r.Host}
+	op, cur := orig.URL.EscapedPath(), r.URL.EscapedPath()
+	if prefix, found := strings.CutSuffix(op, cur); found && prefix != op {
+		return strings.TrimSuffix(prefix, "/")
+	}
+	return ""
 }
 
 // originKey is the scheme and host:port of u, with the default port explicit.

@@ -13,9 +13,9 @@ import (
 
 // routeInfo travels in the request context from the handler to the transport.
 type routeInfo struct {
-	target  *url.URL // upstream base, with the path prefix the handler added
-	home    *url.URL // the site the client addresses as the gateway root
-	gateway *url.URL // the gateway origin the client used
+	target *url.URL // upstream base, with the path prefix the handler added
+	home   *url.URL // the site the client addresses as the gateway root
+	mount  string   // the path prefix under which the client addressed the gateway
 }
 
 type routeInfoKey struct{}
@@ -44,6 +44,11 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	}
 	req.Header.Del("Proxy-Authorization")
 	req.Header.Del("Cookie")
+	// The gateway is Atlassian's client: internal addresses and host names
+	// of the organisation's workloads are not Atlassian's business.
+	for _, h := range forwardingHeaders {
+		req.Header.Del(h)
+	}
 	if err := t.cred.Inject(req); err != nil {
 		return nil, fmt.Errorf("credential %q: %w", t.name, err)
 	}
@@ -60,8 +65,12 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	return resp, nil
 }
 
+// forwardingHeaders are removed from requests to Atlassian.
+var forwardingHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "Via"}
+
 // mapLocation maps a redirect target on the credential's upstream (with its
-// route prefix) or on its home site back to the gateway. Any other URL — a
+// route prefix) or on its home site back to the gateway, as a path-absolute
+// reference under the client's mount prefix. Any other URL — a
 // signed media download on another host, say — is returned untouched.
 func mapLocation(loc string, reqURL *url.URL, info *routeInfo) string {
 	u, err := url.Parse(loc)
@@ -81,13 +90,13 @@ func mapLocation(loc string, reqURL *url.URL, info *routeInfo) string {
 	if rest == "" {
 		rest = "/"
 	}
-	out := *info.gateway
-	if p, err := url.PathUnescape(rest); err == nil {
+	// A path-absolute reference: right whatever scheme and host the client
+	// used to reach the gateway (directly or through a load balancer).
+	out := &url.URL{Path: info.mount + rest, RawQuery: abs.RawQuery, Fragment: abs.Fragment}
+	if p, err := url.PathUnescape(out.Path); err == nil {
+		out.RawPath = out.Path
 		out.Path = p
-		out.RawPath = rest
 	}
-	out.RawQuery = abs.RawQuery
-	out.Fragment = abs.Fragment
 	return out.String()
 }
 

@@ -16,19 +16,17 @@ func mustURL(s string) *url.URL {
 
 func TestMapLocation(t *testing.T) {
 	classic := &routeInfo{
-		target:  mustURL("https://acme.atlassian.net"),
-		home:    mustURL("https://acme.atlassian.net"),
-		gateway: mustURL("https://gw.example.com"),
+		target: mustURL("https://acme.atlassian.net"),
+		home:   mustURL("https://acme.atlassian.net"),
 	}
 	scoped := &routeInfo{
-		target:  mustURL("https://api.atlassian.com/ex/confluence/abc-123"),
-		home:    mustURL("https://acme.atlassian.net"),
-		gateway: mustURL("http://gw.internal:8080"),
+		target: mustURL("https://api.atlassian.com/ex/confluence/abc-123"),
+		home:   mustURL("https://acme.atlassian.net"),
+		mount:  "/atlassian",
 	}
 	dc := &routeInfo{
-		target:  mustURL("https://dc.example.com/jira"),
-		home:    mustURL("https://dc.example.com/jira"),
-		gateway: mustURL("https://gw.example.com"),
+		target: mustURL("https://dc.example.com/jira"),
+		home:   mustURL("https://dc.example.com/jira"),
 	}
 	cases := []struct {
 		name string
@@ -37,19 +35,19 @@ func TestMapLocation(t *testing.T) {
 		loc  string
 		want string
 	}{
-		{"absolute on site", classic, "https://acme.atlassian.net/wiki/x/AQAB", "https://acme.atlassian.net/wiki/spaces/DEMO/pages/1?focused=1#c", "https://gw.example.com/wiki/spaces/DEMO/pages/1?focused=1#c"},
-		{"default port spelled out", classic, "https://acme.atlassian.net/a", "https://acme.atlassian.net:443/b", "https://gw.example.com/b"},
-		{"path-relative", classic, "https://acme.atlassian.net/wiki/x/AQAB", "/wiki/spaces/DEMO", "https://gw.example.com/wiki/spaces/DEMO"},
+		{"absolute on site", classic, "https://acme.atlassian.net/wiki/x/AQAB", "https://acme.atlassian.net/wiki/spaces/DEMO/pages/1?focused=1#c", "/wiki/spaces/DEMO/pages/1?focused=1#c"},
+		{"default port spelled out", classic, "https://acme.atlassian.net/a", "https://acme.atlassian.net:443/b", "/b"},
+		{"path-relative", classic, "https://acme.atlassian.net/wiki/x/AQAB", "/wiki/spaces/DEMO", "/wiki/spaces/DEMO"},
 		{"media host untouched", classic, "https://acme.atlassian.net/rest/api/3/attachment/content/1", "https://api.media.atlassian.com/file/x/binary?token=t", "https://api.media.atlassian.com/file/x/binary?token=t"},
 		{"look-alike host untouched", classic, "https://acme.atlassian.net/a", "https://acme.atlassian.net.evil.com/b", "https://acme.atlassian.net.evil.com/b"},
 		{"other scheme untouched", classic, "https://acme.atlassian.net/a", "http://acme.atlassian.net/b", "http://acme.atlassian.net/b"},
-		{"ex prefix stripped", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki/x/AQAB", "https://api.atlassian.com/ex/confluence/abc-123/wiki/spaces/DEMO", "http://gw.internal:8080/wiki/spaces/DEMO"},
+		{"ex prefix stripped", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki/x/AQAB", "https://api.atlassian.com/ex/confluence/abc-123/wiki/spaces/DEMO", "/atlassian/wiki/spaces/DEMO"},
 		{"other cloudId untouched", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki", "https://api.atlassian.com/ex/confluence/other/wiki", "https://api.atlassian.com/ex/confluence/other/wiki"},
 		{"prefix must end at a segment", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki", "https://api.atlassian.com/ex/confluence/abc-1234/wiki", "https://api.atlassian.com/ex/confluence/abc-1234/wiki"},
-		{"site link under scoped route", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki", "https://acme.atlassian.net/wiki/spaces/X", "http://gw.internal:8080/wiki/spaces/X"},
-		{"context path stripped", dc, "https://dc.example.com/jira/browse/X-1", "https://dc.example.com/jira/secure/Dashboard.jspa", "https://gw.example.com/secure/Dashboard.jspa"},
+		{"site link under scoped route", scoped, "https://api.atlassian.com/ex/confluence/abc-123/wiki", "https://acme.atlassian.net/wiki/spaces/X", "/atlassian/wiki/spaces/X"},
+		{"context path stripped", dc, "https://dc.example.com/jira/browse/X-1", "https://dc.example.com/jira/secure/Dashboard.jspa", "/secure/Dashboard.jspa"},
 		{"outside context path untouched", dc, "https://dc.example.com/jira/a", "https://dc.example.com/confluence/b", "https://dc.example.com/confluence/b"},
-		{"escaped path kept", classic, "https://acme.atlassian.net/a", "https://acme.atlassian.net/wiki/spaces/A%2FB", "https://gw.example.com/wiki/spaces/A%2FB"},
+		{"escaped path kept", classic, "https://acme.atlassian.net/a", "https://acme.atlassian.net/wiki/spaces/A%2FB", "/wiki/spaces/A%2FB"},
 		{"garbage untouched", classic, "https://acme.atlassian.net/a", "://bad", "://bad"},
 	}
 	for _, c := range cases {
