@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/atlasgate/atlasgate/modules/authn"
+	"github.com/atlasgate/atlasgate/modules/tokenstore"
 )
 
 func init() {
@@ -41,8 +42,16 @@ type App struct {
 	// `atlasgate_auth` handler tries them by name.
 	AuthenticatorsRaw map[string]json.RawMessage `json:"authenticators,omitempty" caddy:"namespace=atlasgate.authn inline_key=type"`
 
+	// The key that encrypts OAuth token sets in Caddy's storage (AES-256-GCM):
+	// 32 random bytes, base64- or hex-encoded (`openssl rand -base64 32`), as an
+	// `{env.NAME}` or `{file.PATH}` placeholder. Required when an OAuth
+	// credential is configured; every replica sharing the storage needs the
+	// same key.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+
 	credentials    map[string]Credential
 	authenticators map[string]authn.Authenticator
+	tokens         *tokenstore.Store
 	logger         *zap.Logger
 }
 
@@ -71,6 +80,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("authenticators: invalid name %q: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
 		}
 	}
+	if a.EncryptionKey != "" {
+		raw, err := ResolveSecret("encryption_key", a.EncryptionKey)
+		if err != nil {
+			return err
+		}
+		key, err := tokenstore.ParseKey(raw)
+		if err != nil {
+			return fmt.Errorf("encryption_key: %v", err)
+		}
+		if a.tokens, err = tokenstore.New(ctx.Storage(), key); err != nil {
+			return fmt.Errorf("encryption_key: %v", err)
+		}
+	}
+	// Credentials that keep tokens find the store in their context.
+	ctx = ctx.WithValue(tokenStoreKey{}, a.tokens)
 	if len(a.CredentialsRaw) > 0 {
 		mods, err := ctx.LoadModule(a, "CredentialsRaw")
 		if err != nil {
@@ -99,6 +123,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	return nil
 }
+
+type tokenStoreKey struct{}
+
+// TokenStore returns the encrypted token store a credential module keeps its
+// tokens in, from the context the atlasgate app provisions credentials with.
+// It fails, naming the missing option, when no encryption_key is configured.
+func TokenStore(ctx caddy.Context) (*tokenstore.Store, error) {
+	if s, _ := ctx.Value(tokenStoreKey{}).(*tokenstore.Store); s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("this credential keeps OAuth tokens, which needs `encryption_key` in the atlasgate block (32 random bytes, e.g. `openssl rand -base64 32`, as an {env.*} or {file.*} placeholder)")
+}
+
+// Tokens returns the app's token store, nil without an encryption key.
+func (a *App) Tokens() *tokenstore.Store { return a.tokens }
 
 // Authenticator returns the authenticator with the given name.
 func (a *App) Authenticator(name string) (authn.Authenticator, bool) {

@@ -16,6 +16,7 @@ func init() {
 //
 //	{
 //	    atlasgate {
+//	        encryption_key <{env.NAME}|{file.PATH}>
 //	        credential <name> <type> {
 //	            # options of the credential type, e.g. for api_token:
 //	            site  https://acme.atlassian.net
@@ -65,6 +66,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.CredentialsRaw = make(map[string]json.RawMessage)
 			}
 			app.CredentialsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
+		case "encryption_key":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.EncryptionKey = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "authenticator":
 			if !d.NextArg() {
 				return nil, d.ArgErr()
