@@ -6,6 +6,11 @@ package atlasgate
 import (
 	_ "github.com/atlasgate/atlasgate/modules/atlasgate"
 	_ "github.com/atlasgate/atlasgate/modules/authhandler"
+	_ "github.com/atlasgate/atlasgate/modules/authn/apikey"
+	_ "github.com/atlasgate/atlasgate/modules/authn/clientcert"
+	_ "github.com/atlasgate/atlasgate/modules/authn/jwt"
+	_ "github.com/atlasgate/atlasgate/modules/authn/opaque"
 	_ "github.com/atlasgate/atlasgate/modules/credentials"
+	_ "github.com/atlasgate/atlasgate/modules/policy"
 	_ "github.com/atlasgate/atlasgate/modules/proxy"
 )

@@ -5,8 +5,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/modules/proxy"
 )
 
 // The injected credential arrives at the right host, with the right Host and
@@ -264,9 +266,29 @@ func TestRateLimitPassesThrough(t *testing.T) {
 	if len(body) == 0 {
 		t.Error("429 body was dropped")
 	}
-	// The rule is spent: the next call succeeds.
+	// Until Retry-After has passed the gateway holds the credential back: it
+	// answers 429 itself and Atlassian is not hammered.
+	sim.ResetRequests()
+	resp, body = g.do(t, request{site: "jira", path: "/rest/api/3/myself"})
+	if resp.StatusCode != http.StatusTooManyRequests || decode(t, body)["error"] != "upstream_rate_limited" {
+		t.Fatalf("during the hold: status %d: %s", resp.StatusCode, body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra > "7" {
+		t.Errorf("hold Retry-After = %q, want at most 7", ra)
+	}
+	if n := len(sim.RequestsTo(atlassim.HostSite)); n != 0 {
+		t.Errorf("%d requests reached Atlassian during the hold", n)
+	}
+	// Other credentials are not held back.
+	if resp, body := g.do(t, request{site: "jira-dc", path: "/rest/api/2/myself"}); resp.StatusCode != 200 {
+		t.Errorf("another credential during the hold: status %d: %s", resp.StatusCode, body)
+	}
+	// After Retry-After the rule is spent and traffic flows again.
+	later := time.Now().Add(8 * time.Second)
+	proxy.SetClock(func() time.Time { return later })
+	defer proxy.SetClock(nil)
 	if resp, body := g.do(t, request{site: "jira", path: "/rest/api/3/search/jql?jql=x"}); resp.StatusCode != 200 {
-		t.Errorf("after the 429: status %d: %s", resp.StatusCode, body)
+		t.Errorf("after the hold: status %d: %s", resp.StatusCode, body)
 	}
 }
 

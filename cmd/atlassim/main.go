@@ -22,8 +22,11 @@ func main() {
 	seed := flag.Bool("seed", true, "load the demo users, tokens, issues, pages and repositories")
 	caOut := flag.String("ca-out", "", "write the simulator's CA certificate (PEM) to this `path`")
 	quiet := flag.Bool("quiet", false, "do not log requests")
+	autoConsent := flag.Bool("auto-consent", false, "skip the OAuth consent page: /authorize redirects straight back with a code")
+	omitRefresh := flag.Int("omit-refresh-token", 0, "every `N`th OAuth refresh response omits refresh_token (0 = never)")
+	// The order fixes the default ports: 9441 (site) … 9448 (auth).
 	hosts := []string{atlassim.HostSite, atlassim.HostAPI, atlassim.HostMedia, atlassim.HostBitbucket,
-		atlassim.HostJiraDC, atlassim.HostConfluenceDC, atlassim.HostBitbucketDC}
+		atlassim.HostJiraDC, atlassim.HostConfluenceDC, atlassim.HostBitbucketDC, atlassim.HostAuth}
 	addrs := make(map[string]*string, len(hosts))
 	for i, h := range hosts {
 		addrs[h] = flag.String("addr-"+h, fmt.Sprintf("127.0.0.1:%d", 9441+i), "listen `address` of the "+h+" virtual host")
@@ -31,7 +34,7 @@ func main() {
 	flag.Parse()
 
 	logger := log.New(os.Stderr, "atlassim: ", log.LstdFlags)
-	cfg := atlassim.Config{Seed: *seed, Addrs: map[string]string{}}
+	cfg := atlassim.Config{Seed: *seed, Addrs: map[string]string{}, AutoConsent: *autoConsent, OmitRefreshToken: *omitRefresh}
 	for h, a := range addrs {
 		cfg.Addrs[h] = *a
 	}
@@ -65,9 +68,16 @@ func main() {
 			{"DemoBitbucketAccessToken", atlassim.DemoBitbucketAccessToken, "Bearer at bitbucket, workspace " + atlassim.DemoWorkspace},
 			{"DemoPAT", atlassim.DemoPAT, "Bearer at jira-dc, confluence-dc, bitbucket-dc"},
 			{"DemoDCPassword", atlassim.DemoDCPassword, "Basic " + atlassim.DemoUsername + ":password at the DC hosts"},
+			{"DemoOAuthClientID", atlassim.DemoOAuthClientID, "3LO app " + atlassim.DemoOAuthAppName + " at auth /authorize and /oauth/token"},
+			{"DemoOAuthClientSecret", atlassim.DemoOAuthClientSecret, "its client_secret (in the token request body)"},
+			{"DemoOAuthRedirectURI", atlassim.DemoOAuthRedirectURI, "its only registered redirect_uri (exact match)"},
+			{"DemoServiceAccountClientID", atlassim.DemoServiceAccountClientID, "service account " + atlassim.DemoServiceAccountID + ", grant_type=client_credentials"},
+			{"DemoServiceAccountClientSecret", atlassim.DemoServiceAccountClientSecret, "its client_secret"},
 		} {
-			fmt.Printf("  %-25s %s\n  %-25s   (%s)\n", c.name, c.value, "", c.use)
+			fmt.Printf("  %-30s %s\n  %-30s   (%s)\n", c.name, c.value, "", c.use)
 		}
+		fmt.Printf("OAuth consent is given as %s (%s); the token endpoint is %s/oauth/token.\n",
+			atlassim.DemoDisplayName, atlassim.DemoAccountID, sim.URL(atlassim.HostAuth))
 	}
 
 	sig := make(chan os.Signal, 1)

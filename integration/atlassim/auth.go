@@ -88,13 +88,27 @@ func (s *Sim) authEx(c *call, scope string) string {
 		}
 		account, scopes = u.AccountID, t.Scopes
 	case "bearer":
+		if secret == "" {
+			return unauthorized
+		}
+		// Access tokens issued by the simulated authorization server
+		// (HostAuth) are checked first, including which sites their grant
+		// covers. A token it never issued falls through to the hook
+		// installed with SetBearerAuth, if any.
+		if id, sc, known, ok := s.oauthBearer(secret, c.cloudID); known {
+			if !ok {
+				return unauthorized
+			}
+			account, scopes = id, sc
+			break
+		}
 		s.mu.RLock()
 		f := s.bearerAuth
 		s.mu.RUnlock()
-		if f == nil || secret == "" {
+		if f == nil {
 			return unauthorized
 		}
-		id, sc, ok := f(secret) // called unlocked: the OAuth server has its own state
+		id, sc, ok := f(secret) // called unlocked: the hook may have its own state
 		if !ok {
 			return unauthorized
 		}

@@ -61,9 +61,14 @@ func (s *Sim) routeSite(c *call) {
 }
 
 // routeAPI serves https://api.atlassian.com: /ex/{jira|confluence}/{cloudId}/…
-// with scoped API tokens or OAuth bearer tokens. Anything else (the OAuth
-// resources) is registered through Sim.Handle.
+// with scoped API tokens or OAuth bearer tokens, and the OAuth
+// accessible-resources listing. Handlers registered through Sim.Handle take
+// precedence over both.
 func (s *Sim) routeAPI(c *call) {
+	if c.r.URL.Path == "/oauth/token/accessible-resources" {
+		s.accessibleResources(c)
+		return
+	}
 	rest, ok := strings.CutPrefix(c.r.URL.Path, "/ex/")
 	if !ok {
 		c.json(http.StatusNotFound, map[string]any{"code": http.StatusNotFound, "message": "Not Found"})
@@ -75,7 +80,7 @@ func (s *Sim) routeAPI(c *call) {
 		c.json(http.StatusNotFound, map[string]any{"code": http.StatusNotFound, "message": "Cloud id not found or product not available: " + product + "/" + cloudID})
 		return
 	}
-	c.product, c.viaEx = product, true
+	c.product, c.viaEx, c.cloudID = product, true, cloudID
 	c.path = "/" + rest
 	// Links in responses (self, tiny-link redirects) stay on the /ex route,
 	// as Atlassian's do, so a client following them keeps using the API host.

@@ -1,7 +1,9 @@
 // Package atlassim is an in-process stand-in for Atlassian's HTTP APIs: Jira and
 // Confluence Cloud (site and api.atlassian.com /ex routing), the media host that
-// attachment downloads redirect to, Bitbucket Cloud, and the three Data Center
-// products. The gateway's integration tests and the demo run against it.
+// attachment downloads redirect to, Bitbucket Cloud, the three Data Center
+// products, and the OAuth 2.0 authorization server (3LO and service-account
+// client credentials). The gateway's integration tests and the demo run
+// against it.
 //
 // Each virtual host is its own TLS listener on loopback, because the facts the
 // gateway must get right are host-level: which Host header and SNI it sends,
@@ -24,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,12 +39,12 @@ const (
 	HostJiraDC       = "jira-dc"       // Jira Data Center
 	HostConfluenceDC = "confluence-dc" // Confluence Data Center
 	HostBitbucketDC  = "bitbucket-dc"  // Bitbucket Data Center
+	HostAuth         = "auth"          // https://auth.atlassian.com (OAuth 2.0 authorization server)
 )
 
-// hostNames lists every virtual host in start order. Adding a host (e.g. the
-// OAuth authorization server at auth.atlassian.com) means adding its name here
-// and its router in Start.
-var hostNames = []string{HostSite, HostAPI, HostMedia, HostBitbucket, HostJiraDC, HostConfluenceDC, HostBitbucketDC}
+// hostNames lists every virtual host in start order. Adding a host means
+// adding its name here and its router in Start.
+var hostNames = []string{HostSite, HostAPI, HostMedia, HostBitbucket, HostJiraDC, HostConfluenceDC, HostBitbucketDC, HostAuth}
 
 // maxRequestBody bounds how much of a request body handlers read.
 const maxRequestBody = 8 << 20
@@ -50,7 +53,8 @@ const maxRequestBody = 8 << 20
 // recording on.
 type Config struct {
 	// Clock returns the simulated time used for token expiry; nil means
-	// time.Now. Tests move it to expire tokens without sleeping.
+	// time.Now. Tests move it to expire tokens without sleeping: pass a
+	// ManualClock's Now, or move any clock forward with Sim.Advance.
 	Clock func() time.Time
 	// Addrs optionally fixes the listen address of a virtual host by name,
 	// e.g. {"site": "127.0.0.1:9441"}; missing hosts listen on 127.0.0.1:0.
@@ -63,11 +67,22 @@ type Config struct {
 	MaxRecorded int
 	// Record enables request recording; nil means true. Benchmarks turn it off.
 	Record *bool
+	// AutoConsent makes the OAuth authorization server (HostAuth) skip the
+	// consent page: /authorize redirects straight back with a code, as if
+	// the consenting user (see ConsentAs) had pressed Accept. Also settable
+	// per app (OAuthApp.AutoConsent) and at run time (SetAutoConsent).
+	AutoConsent bool
+	// OmitRefreshToken, when N > 0, makes every Nth successful refresh
+	// response omit refresh_token, which Atlassian may do: the client must
+	// keep the refresh token it holds, which then stays valid. 0 = never.
+	// Also settable at run time (SetOmitRefreshToken).
+	OmitRefreshToken int
 }
 
 // BearerAuthFunc validates a Bearer token presented at api.atlassian.com /ex
-// routes and reports the account and scopes it carries. The OAuth server
-// installs one with SetBearerAuth.
+// routes and reports the account and scopes it carries. Tokens issued by the
+// simulator's own authorization server (HostAuth) need no hook; one installed
+// with SetBearerAuth sees only the tokens that server never issued.
 type BearerAuthFunc func(token string) (accountID string, scopes []string, ok bool)
 
 // Sim is a running simulator. All methods are safe for concurrent use.
@@ -81,6 +96,10 @@ type Sim struct {
 	mediaKey []byte
 	hosts    map[string]*vhost
 	wg       sync.WaitGroup
+	// clockOffset (nanoseconds) is added to the clock by Advance.
+	clockOffset atomic.Int64
+	// oauth is the authorization server's state, with its own lock.
+	oauth *oauthState
 
 	mu         sync.RWMutex // guards everything below and the data in store.go
 	bearerAuth BearerAuthFunc
@@ -124,6 +143,7 @@ func Start(cfg Config) (*Sim, error) {
 		hosts:    make(map[string]*vhost),
 		extra:    make(map[string]*http.ServeMux),
 		data:     newStore(),
+		oauth:    newOAuthState(cfg),
 	}
 	routes := map[string]func(*call){
 		HostSite:         s.routeSite,
@@ -133,6 +153,7 @@ func Start(cfg Config) (*Sim, error) {
 		HostJiraDC:       s.routeJiraDC,
 		HostConfluenceDC: s.routeConfluenceDC,
 		HostBitbucketDC:  s.routeBitbucketDC,
+		HostAuth:         s.routeAuth,
 	}
 	errLog := log.New(io.Discard, "", 0) // TLS handshake noise from tests that distrust the CA
 	if cfg.Logf != nil {
@@ -218,15 +239,16 @@ func (s *Sim) URL(host string) string {
 func (s *Sim) CloudID() string { return s.cloudID }
 
 func (s *Sim) now() time.Time {
+	t := time.Now()
 	if s.cfg.Clock != nil {
-		return s.cfg.Clock()
+		t = s.cfg.Clock()
 	}
-	return time.Now()
+	return t.Add(time.Duration(s.clockOffset.Load()))
 }
 
-// SetBearerAuth installs the validator for Bearer tokens at api.atlassian.com
-// /ex routes (OAuth 3LO and client-credentials access tokens). Until one is
-// installed every Bearer token there fails with 401.
+// SetBearerAuth installs a validator for Bearer tokens at api.atlassian.com
+// /ex routes that the built-in authorization server (HostAuth) did not
+// issue. Without one, only that server's access tokens are accepted there.
 func (s *Sim) SetBearerAuth(f BearerAuthFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,9 +258,9 @@ func (s *Sim) SetBearerAuth(f BearerAuthFunc) {
 // Handle registers an extra handler on a virtual host, consulted before the
 // built-in routes (after the Host check and rate limits, and recorded like any
 // other request). pattern follows http.ServeMux syntax, e.g.
-// "POST /oauth/token". This is the seam for the OAuth authorization server
-// (/authorize, /oauth/token, /oauth/token/accessible-resources). Handlers may
-// call SetPrincipal so the recorded request names the caller.
+// "POST /oauth/token", and so can replace a built-in route (including the
+// authorization server's on HostAuth and accessible-resources on HostAPI).
+// Handlers may call SetPrincipal so the recorded request names the caller.
 func (s *Sim) Handle(host, pattern string, h http.Handler) {
 	s.mu.Lock()
 	mux := s.extra[host]
@@ -284,6 +306,7 @@ type call struct {
 	base      string // absolute URL prefix for links the response contains
 	product   string // "jira" or "confluence": selects the error shape
 	viaEx     bool   // reached through api.atlassian.com/ex
+	cloudID   string // the cloudId of an /ex route
 	principal string
 	authKind  string
 	status    int

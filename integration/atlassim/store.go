@@ -178,6 +178,7 @@ func (s *Sim) seed() {
 	s.AddAPIToken(APIToken{Email: DemoEmail, Token: DemoScopedToken, Scopes: DemoScopes})
 	s.AddAPIToken(APIToken{Email: DemoEmail, Token: DemoBitbucketAPIToken, Bitbucket: true})
 	s.AddBitbucketAccessToken(DemoBitbucketAccessToken, DemoWorkspace)
+	s.seedOAuth()
 	for _, h := range []string{HostJiraDC, HostConfluenceDC, HostBitbucketDC} {
 		s.AddPAT(h, DemoPAT, DemoUsername)
 		s.AddDCPassword(h, DemoUsername, DemoDCPassword)

@@ -93,20 +93,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("encryption_key: %v", err)
 		}
 	}
-	// Credentials that keep tokens find the store in their context.
-	ctx = ctx.WithValue(tokenStoreKey{}, a.tokens)
-	if len(a.CredentialsRaw) > 0 {
-		mods, err := ctx.LoadModule(a, "CredentialsRaw")
+	// Credentials are loaded one by one, so that each finds its own name (and
+	// the token store) in its context, and errors name the credential.
+	for _, name := range sortedKeys(a.CredentialsRaw) {
+		var head struct {
+			Type string `json:"type"`
+		}
+		raw := a.CredentialsRaw[name]
+		if err := json.Unmarshal(raw, &head); err != nil || head.Type == "" {
+			return fmt.Errorf("credential %q: missing \"type\" (api_token, bearer, oauth, client_credentials)", name)
+		}
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal(raw, &fields)
+		delete(fields, "type")
+		body, _ := json.Marshal(fields)
+		cctx := ctx.WithValue(tokenStoreKey{}, a.tokens)
+		cctx = cctx.WithValue(credentialNameKey{}, name)
+		mod, err := cctx.LoadModuleByID("atlasgate.credentials."+head.Type, body)
 		if err != nil {
-			return fmt.Errorf("loading credentials: %w", err)
+			return fmt.Errorf("credential %q: %w", name, err)
 		}
-		for name, mod := range mods.(map[string]any) {
-			cred, ok := mod.(Credential)
-			if !ok {
-				return fmt.Errorf("credential %q: module %T is not an atlasgate credential", name, mod)
-			}
-			a.credentials[name] = cred
+		cred, ok := mod.(Credential)
+		if !ok {
+			return fmt.Errorf("credential %q: module %T is not an atlasgate credential", name, mod)
 		}
+		a.credentials[name] = cred
 	}
 	if len(a.AuthenticatorsRaw) > 0 {
 		mods, err := ctx.LoadModule(a, "AuthenticatorsRaw")
@@ -125,6 +136,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 type tokenStoreKey struct{}
+
+type credentialNameKey struct{}
+
+// CredentialName returns the name a credential module is configured under,
+// from the context the atlasgate app provisions it with.
+func CredentialName(ctx caddy.Context) string {
+	n, _ := ctx.Value(credentialNameKey{}).(string)
+	return n
+}
 
 // TokenStore returns the encrypted token store a credential module keeps its
 // tokens in, from the context the atlasgate app provisions credentials with.

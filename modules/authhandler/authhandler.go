@@ -51,6 +51,7 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	auths   []namedAuthenticator
+	headers []string // credential headers to remove once authenticated
 	metrics *metrics
 	logger  *zap.Logger
 }
@@ -96,6 +97,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("authenticators: %q is not defined in the atlasgate app (defined: %s)", name, strings.Join(app.AuthenticatorNames(), ", "))
 		}
 		h.auths = append(h.auths, namedAuthenticator{name, a})
+		if hu, ok := a.(authn.HeaderUser); ok {
+			h.headers = append(h.headers, hu.CredentialHeaders()...)
+		}
 	}
 	h.metrics, err = newMetrics(ctx)
 	return err
@@ -113,6 +117,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	SetPlaceholders(repl, id)
 	caddyhttp.SetVar(r.Context(), IdentityVar, id)
+	for _, hdr := range h.headers {
+		r.Header.Del(hdr)
+	}
 	if c := h.logger.Check(zapcore.DebugLevel, "authenticated"); c != nil {
 		c.Write(zap.String("authenticator", name), zap.String("user", id.User))
 	}

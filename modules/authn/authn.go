@@ -52,6 +52,14 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*Identity, error)
 }
 
+// HeaderUser is implemented by authenticators that read a credential from a
+// header other than Authorization. atlasgate_auth removes those headers once
+// the request is authenticated, so the gateway's own credentials never travel
+// further (to Atlassian, say).
+type HeaderUser interface {
+	CredentialHeaders() []string
+}
+
 // ErrNoCredential means the request carries no credential this authenticator
 // understands.
 var ErrNoCredential = errors.New("no credential of this kind")

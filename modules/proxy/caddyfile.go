@@ -21,6 +21,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	atlasgate_proxy [<credential>] {
 //	    credential <name>
+//	    upstream_hold_back on|off
 //	}
 //
 // The credential name may be a placeholder set by a preceding handler; without
@@ -43,6 +44,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Credential = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "upstream_hold_back":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.UpstreamHoldBack = d.Val()
+			if h.UpstreamHoldBack != "on" && h.UpstreamHoldBack != "off" {
+				return d.Errf("upstream_hold_back: %q: use on or off", d.Val())
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}

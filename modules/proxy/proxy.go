@@ -49,7 +49,18 @@ type Handler struct {
 	// which nothing chose a credential is denied (403).
 	Credential string `json:"credential,omitempty"`
 
+	// Whether to hold a credential's requests back after Atlassian answered
+	// 429 or 503 with Retry-After: until then the gateway answers 429 (or 503)
+	// itself, with Retry-After and `{"error": "upstream_rate_limited"}`,
+	// instead of hammering Atlassian. `on` (the default) or `off`; when
+	// atlasgate_policy decided the request, its `upstream_hold_back` sets the
+	// cap (or turns holding back off) unless this says `on` or `off`. A hold
+	// lasts at most 5 minutes by default; Jira's per-issue limits
+	// (RateLimit-Reason `per-issue`) never hold the credential back.
+	UpstreamHoldBack string `json:"upstream_hold_back,omitempty"`
+
 	app     *atlasgate.App
+	holds   *holds
 	static  bool
 	proxies map[proxyKey]*reverseproxy.Handler
 	logger  *zap.Logger
@@ -81,6 +92,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting atlasgate app: %v", err)
 	}
 	h.app = appIface.(*atlasgate.App)
+	switch h.UpstreamHoldBack {
+	case "", "on", "off":
+	default:
+		return fmt.Errorf("upstream_hold_back: %q: use on or off", h.UpstreamHoldBack)
+	}
+	if h.holds, err = loadHolds(); err != nil {
+		return err
+	}
 
 	// A fixed name is checked now, so a typo fails `caddy validate` and a reload
 	// instead of the first request. A placeholder may name any credential.
@@ -139,6 +158,10 @@ func newReverseProxy(ctx caddy.Context, name string, cred atlasgate.Credential, 
 // Cleanup releases the reverse proxies.
 func (h *Handler) Cleanup() error {
 	var errs []error
+	if h.holds != nil {
+		_, err := holdPool.Delete(holdKey)
+		errs = append(errs, err)
+	}
 	for _, rp := range h.proxies {
 		errs = append(errs, rp.Cleanup())
 		if t, ok := rp.Transport.(*injectingTransport); ok {
@@ -181,6 +204,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl.Set("http.atlasgate.credential", name)
 
+	holdMax := h.holdBackMax(r)
+	if holdMax > 0 {
+		if hd, ok := h.holds.get(name, now()); ok {
+			w.Header().Set("Retry-After", retryAfterSeconds(hd.until.Sub(now())))
+			atlasgate.WriteError(w, hd.status, atlasgate.ErrorBody{
+				Error:      "upstream_rate_limited",
+				Message:    fmt.Sprintf("Atlassian asked the gateway to slow down for credential %q; retry later", name),
+				Credential: name,
+			})
+			return nil
+		}
+	}
+
 	target, err := cred.Target(r.Context(), r.URL.Path)
 	if err != nil {
 		return h.unavailable(w, name, err)
@@ -197,9 +233,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	stripClientCredentials(r)
 	info := &routeInfo{
-		target: target,
-		home:   cred.Home(),
-		mount:  mountPrefix(r),
+		target:  target,
+		home:    cred.Home(),
+		mount:   mountPrefix(r),
+		holdMax: holdMax,
+		holds:   h.holds,
 	}
 	r.URL.Path = target.Path + r.URL.Path
 	if r.URL.RawPath != "" {

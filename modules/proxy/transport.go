@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
@@ -16,6 +17,9 @@ type routeInfo struct {
 	target *url.URL // upstream base, with the path prefix the handler added
 	home   *url.URL // the site the client addresses as the gateway root
 	mount  string   // the path prefix under which the client addressed the gateway
+	// holdMax caps a hold-back set from this request's response; 0: off.
+	holdMax time.Duration
+	holds   *holds
 }
 
 type routeInfoKey struct{}
@@ -55,6 +59,9 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, err
+	}
+	if info.holdMax > 0 && info.holds != nil {
+		info.holds.observe(t.name, resp, now(), info.holdMax)
 	}
 	// An Atlassian session cookie would let the client call Atlassian directly
 	// as the injected identity, bypassing the gateway.

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// HoldBackVar is the Caddy variable (a time.Duration) through which the
+// access policy turns upstream hold-back on for a request and caps it.
+const HoldBackVar = "atlasgate.upstream_hold_back"
+
+// defaultHoldBackMax caps a hold when atlasgate_proxy turns it on itself.
+const defaultHoldBackMax = 5 * time.Minute
+
+// holds remembers, per credential name, until when Atlassian asked the
+// gateway to stay away. It lives in a caddy.UsagePool so that a config reload
+// does not forget a hold; it is per process (per replica).
+type holds struct {
+	mu    sync.Mutex
+	until map[string]hold
+}
+
+type hold struct {
+	until  time.Time
+	status int
+}
+
+// Destruct implements caddy.Destructor.
+func (*holds) Destruct() error { return nil }
+
+var holdPool = caddy.NewUsagePool()
+
+const holdKey = "atlasgate.proxy.holds"
+
+func loadHolds() (*holds, error) {
+	v, _, err := holdPool.LoadOrNew(holdKey, func() (caddy.Destructor, error) {
+		return &holds{until: map[string]hold{}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*holds), nil
+}
+
+// get returns the hold on a credential that is still in force.
+func (h *holds) get(name string, t time.Time) (hold, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hd, ok := h.until[name]
+	if !ok {
+		return hold{}, false
+	}
+	if !t.Before(hd.until) {
+		delete(h.until, name)
+		return hold{}, false
+	}
+	return hd, true
+}
+
+// observe sets a hold when an upstream response asks the client to back off:
+// 429 or 503 with Retry-After. A per-resource limit (Jira's RateLimit-Reason
+// `jira-per-issue-on-write`) concerns one issue, not the credential, so it
+// never holds the credential back.
+func (h *holds) observe(name string, resp *http.Response, t time.Time, maxHold time.Duration) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return
+	}
+	if strings.Contains(strings.ToLower(resp.Header.Get("RateLimit-Reason")), "per-issue") {
+		return
+	}
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t)
+	if !ok || d <= 0 {
+		return
+	}
+	until := t.Add(min(d, maxHold))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cur, ok := h.until[name]; !ok || until.After(cur.until) {
+		h.until[name] = hold{until: until, status: resp.StatusCode}
+	}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date.
+func parseRetryAfter(v string, t time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(s) * time.Second, s >= 0
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return at.Sub(t), true
+	}
+	return 0, false
+}
+
+// holdBackMax is the hold-back cap for r, 0 when holding back is off. On by
+// default; the handler's `off` turns it off, and the access policy (through
+// HoldBackVar) sets the cap or, with 0, turns it off unless the handler says
+// `on`.
+func (h *Handler) holdBackMax(r *http.Request) time.Duration {
+	if h.UpstreamHoldBack == "off" {
+		return 0
+	}
+	if d, ok := caddyhttp.GetVar(r.Context(), HoldBackVar).(time.Duration); ok {
+		if d > 0 {
+			return d
+		}
+		if h.UpstreamHoldBack != "on" {
+			return 0
+		}
+	}
+	return defaultHoldBackMax
+}
+
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// clock is the hold-back's time source; tests replace it with SetClock.
+var clock atomic.Pointer[func() time.Time]
+
+func now() time.Time {
+	if f := clock.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
+}
+
+// SetClock replaces the clock of upstream hold-back, for tests; nil restores
+// the real clock.
+func SetClock(f func() time.Time) {
+	if f == nil {
+		clock.Store(nil)
+		return
+	}
+	clock.Store(&f)
+}
+
+// Interface guards
+var _ caddy.Destructor = (*holds)(nil)
