@@ -61,3 +61,11 @@ func (e *UnavailableError) Error() string {
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Refresher is implemented by credentials whose token can go stale before its
+// expiry (OAuth: a grant refreshed elsewhere, a revoked access token). When
+// the upstream answers 401, the gateway calls Reauthenticate once to refresh
+// and set a new credential on req, and replays the request if it can.
+type Refresher interface {
+	Reauthenticate(req *http.Request) error
+}

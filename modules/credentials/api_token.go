@@ -126,7 +126,7 @@ func (c *APIToken) Target(ctx context.Context, path string) (*url.URL, error) {
 }
 
 // exTarget routes a site-relative path through Atlassian's API gateway:
-// `{apiBase}/ex/{product}/{cloudId}`.
+// `{apiBase}/ex/{product}/{cloudId}`, with the cloudId discovered from the site.
 func exTarget(ctx context.Context, apiBase *url.URL, entry *cloudIDEntry, client *http.Client, path string) (*url.URL, error) {
 	id, err := entry.get(ctx, client)
 	if err != nil {
@@ -136,13 +136,19 @@ func exTarget(ctx context.Context, apiBase *url.URL, entry *cloudIDEntry, client
 			Err:    err,
 		}
 	}
+	return exURL(apiBase, id, path), nil
+}
+
+// exURL is `{apiBase}/ex/{product}/{cloudId}` for a site-relative path: paths
+// under /wiki are Confluence's, all others Jira's.
+func exURL(apiBase *url.URL, cloudID, path string) *url.URL {
 	product := "jira"
 	if path == "/wiki" || strings.HasPrefix(path, "/wiki/") {
 		product = "confluence"
 	}
 	t := *apiBase
-	t.Path = apiBase.Path + "/ex/" + product + "/" + url.PathEscape(id)
-	return &t, nil
+	t.Path = apiBase.Path + "/ex/" + product + "/" + url.PathEscape(cloudID)
+	return &t
 }
 
 // Origins implements atlasgate.Credential.

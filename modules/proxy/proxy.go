@@ -246,6 +246,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r = r.WithContext(context.WithValue(r.Context(), routeInfoKey{}, info))
 	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err = rp.ServeHTTP(tw, r, next)
+	var ue *atlasgate.UnavailableError
+	if err != nil && !tw.wrote && errors.As(err, &ue) {
+		// The credential failed at the last moment (its token could not be
+		// refreshed while the request was on its way).
+		return h.unavailable(w, name, ue)
+	}
 	var he caddyhttp.HandlerError
 	if err != nil && !tw.wrote && errors.As(err, &he) && he.StatusCode >= 500 {
 		// Caddy would answer with an empty body; say what failed instead,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -60,6 +61,12 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err != nil {
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp, err = t.retryUnauthorized(req, resp)
+		if err != nil {
+			return nil, err
+		}
+	}
 	if info.holdMax > 0 && info.holds != nil {
 		info.holds.observe(t.name, resp, now(), info.holdMax)
 	}
@@ -70,6 +77,38 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		resp.Header.Set("Location", mapLocation(loc, req.URL, info))
 	}
 	return resp, nil
+}
+
+// retryUnauthorized handles a 401 from the upstream for a credential whose
+// token can go stale before its expiry (OAuth): refresh once and send the
+// request once more — only when it can be replayed (no body, or a body the
+// request can produce again). Otherwise the 401 goes to the client.
+func (t *injectingTransport) retryUnauthorized(req *http.Request, resp *http.Response) (*http.Response, error) {
+	r, ok := t.cred.(atlasgate.Refresher)
+	if !ok {
+		return resp, nil
+	}
+	replay := req.Clone(req.Context())
+	switch {
+	case req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 && req.GetBody == nil:
+		replay.Body = http.NoBody
+	case req.GetBody != nil:
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		replay.Body = body
+	default:
+		return resp, nil
+	}
+	if err := r.Reauthenticate(replay); err != nil {
+		// The refresh failed (the grant may be dead): the upstream's 401
+		// stands, and the credential's state says why.
+		return resp, nil
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return t.base.RoundTrip(replay)
 }
 
 // forwardingHeaders are removed from requests to Atlassian.

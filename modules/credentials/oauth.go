@@ -1,0 +1,260 @@
+package credentials
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/tokenstore"
+)
+
+func init() {
+	caddy.RegisterModule(OAuth{})
+}
+
+// Atlassian's OAuth 2.0 (3LO) endpoints.
+const (
+	defaultAuthorizeURL = "https://auth.atlassian.com/authorize"
+	defaultTokenURL     = "https://auth.atlassian.com/oauth/token"
+)
+
+// OAuth is an OAuth 2.0 authorization-code ("3LO") credential: a person
+// authorizes the gateway once in the console (Authorize → Atlassian's consent
+// page → callback), and the gateway then calls Jira and Confluence Cloud as
+// that account, refreshing the access token itself.
+//
+// Atlassian's refresh tokens rotate, and reusing a replaced one after a
+// 10-minute leeway revokes the whole grant; the token set therefore lives
+// encrypted in Caddy's storage (the app's `encryption_key`) and is refreshed
+// with the protocol of tokenstore.Manager: single-flight, storage lock,
+// re-read, generation numbers. Requests are routed to
+// `{api_base}/ex/{jira|confluence}/{cloudId}` while clients keep site paths;
+// the cloudId is picked from accessible-resources at authorization time.
+type OAuth struct {
+	// The OAuth app's client id (Atlassian developer console). Required.
+	ClientID string `json:"client_id,omitempty"`
+
+	// The app's client secret, as an `{env.NAME}` or `{file.PATH}`
+	// placeholder. Required.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// Scopes to request. Must include `offline_access`, without which
+	// Atlassian issues no refresh token and the credential dies after an
+	// hour. Required.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// The Atlassian site the client addresses, e.g. `https://acme.atlassian.net`.
+	// Its cloudId is chosen from the sites the grant covers. Required.
+	Site string `json:"site,omitempty"`
+
+	// The gateway's public callback URL, registered as the app's callback
+	// URL: the console's `/callback` (e.g.
+	// `https://gateway.example.com/atlasgate/console/callback`). Required.
+	CallbackURL string `json:"callback_url,omitempty"`
+
+	// Endpoints, Atlassian's by default; overridable for the simulator and for
+	// authorization servers with the same flow.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+	TokenURL     string `json:"token_url,omitempty"`
+	APIBase      string `json:"api_base,omitempty"`
+
+	// The `audience` authorization parameter. Default `api.atlassian.com`.
+	Audience string `json:"audience,omitempty"`
+
+	// PEM files of the CAs the authorization server's and API's certificates
+	// must chain to. Default: system roots.
+	TrustedCAFiles []string `json:"trusted_ca_files,omitempty"`
+
+	// Refresh the access token when less than this is left. Default 5m.
+	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+
+	// Refresh an idle grant at least this often, far inside Atlassian's
+	// 90-day inactivity expiry. Default 30 days.
+	KeepAlive caddy.Duration `json:"keep_alive,omitempty"`
+
+	name       string
+	site       *url.URL
+	apiBase    *url.URL
+	roots      *x509.CertPool
+	client     *http.Client
+	config     *oauth2.Config
+	mgr        *tokenstore.Manager
+	logger     *zap.Logger
+	consoleURL string
+}
+
+// CaddyModule returns the Caddy module information.
+func (OAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "atlasgate.credentials.oauth",
+		New: func() caddy.Module { return new(OAuth) },
+	}
+}
+
+// oauthNow is the clock of OAuth credentials; tests move it.
+var oauthNow = time.Now
+
+// SetOAuthClock replaces the clock of OAuth credentials (tests); nil restores
+// the real one.
+func SetOAuthClock(f func() time.Time) {
+	if f == nil {
+		f = time.Now
+	}
+	oauthNow = f
+}
+
+// Provision checks the configuration and sets up the token manager.
+func (c *OAuth) Provision(ctx caddy.Context) error {
+	c.name = atlasgate.CredentialName(ctx)
+	c.logger = ctx.Logger()
+	var err error
+	if c.ClientID, err = atlasgate.ResolveValue("client_id", c.ClientID); err != nil {
+		return err
+	}
+	secret, err := atlasgate.ResolveSecret("client_secret", c.ClientSecret)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(c.Scopes, "offline_access") {
+		return errField("scopes", "must include offline_access: without it Atlassian issues no refresh token and the credential stops working after an hour")
+	}
+	site, err := atlasgate.ResolveValue("site", c.Site)
+	if err != nil {
+		return err
+	}
+	if c.site, err = parseBase("site", site); err != nil {
+		return err
+	}
+	cb, err := atlasgate.ResolveValue("callback_url", c.CallbackURL)
+	if err != nil {
+		return err
+	}
+	cbURL, err := url.Parse(cb)
+	if err != nil || cbURL.Host == "" || (cbURL.Scheme != "https" && !(cbURL.Scheme == "http" && isLoopback(cbURL.Hostname()))) {
+		return errField("callback_url", "must be the gateway's public https:// callback URL (http only for localhost)")
+	}
+	authURL, tokenURL := orDefault(c.AuthorizeURL, defaultAuthorizeURL), orDefault(c.TokenURL, defaultTokenURL)
+	for field, v := range map[string]string{"authorize_url": authURL, "token_url": tokenURL} {
+		if _, err := parseBase(field, v); err != nil {
+			return err
+		}
+	}
+	if c.apiBase, err = parseBase("api_base", orDefault(c.APIBase, defaultAPIBase)); err != nil {
+		return err
+	}
+	if c.roots, err = loadRoots("trusted_ca_files", c.TrustedCAFiles); err != nil {
+		return err
+	}
+	store, err := atlasgate.TokenStore(ctx)
+	if err != nil {
+		return err
+	}
+	c.client = newClient(c.roots)
+	c.config = &oauth2.Config{
+		ClientID:     c.ClientID,
+		ClientSecret: secret,
+		Endpoint:     oauth2.Endpoint{AuthURL: authURL, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL:  cb,
+		Scopes:       c.Scopes,
+	}
+	c.consoleURL = strings.TrimSuffix(cb, "/callback")
+	c.mgr = &tokenstore.Manager{
+		Store:   store,
+		Name:    c.storageName(),
+		Refresh: c.refresh,
+		Skew:    time.Duration(c.RefreshBefore),
+		Now:     func() time.Time { return oauthNow() },
+		Logger:  c.logger,
+	}
+	go c.maintain(ctx)
+	return nil
+}
+
+// storageName keys the token set by credential name: renaming the credential
+// in the config means authorizing it again.
+func (c *OAuth) storageName() string { return "oauth-" + c.name }
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// Target implements atlasgate.Credential: the API gateway route of the
+// authorized site, or an *UnavailableError saying what a person must do.
+func (c *OAuth) Target(ctx context.Context, path string) (*url.URL, error) {
+	ts, err := c.mgr.Token(ctx)
+	if err != nil {
+		return nil, c.unavailable(err)
+	}
+	return exURL(c.apiBase, ts.CloudID, path), nil
+}
+
+func (c *OAuth) unavailable(err error) error {
+	var re *tokenstore.ReauthError
+	remedy := "open the atlasgate console (" + c.consoleURL + ") and click Authorize"
+	switch {
+	case errors.Is(err, tokenstore.ErrUnauthorized):
+		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy}
+	case errors.As(err, &re):
+		return &atlasgate.UnavailableError{Reason: "it must be authorized again: " + re.Reason, Remedy: remedy, Err: err}
+	}
+	return &atlasgate.UnavailableError{Reason: "its access token expired and could not be refreshed", Remedy: "the authorization server may be unreachable; the gateway keeps retrying", Err: err}
+}
+
+// Origins implements atlasgate.Credential.
+func (c *OAuth) Origins() []*url.URL { return []*url.URL{c.apiBase} }
+
+// Home implements atlasgate.Credential.
+func (c *OAuth) Home() *url.URL { return c.site }
+
+// RootCAs implements atlasgate.Credential.
+func (c *OAuth) RootCAs() *x509.CertPool { return c.roots }
+
+// Inject implements atlasgate.Credential.
+func (c *OAuth) Inject(req *http.Request) error {
+	ts, err := c.mgr.Token(req.Context())
+	if err != nil {
+		return c.unavailable(err)
+	}
+	req.Header["Authorization"] = []string{"Bearer " + ts.AccessToken}
+	return nil
+}
+
+// Reauthenticate implements atlasgate.Refresher: the upstream rejected the
+// access token in req (401), so refresh — unless storage already has a newer
+// one — and set the new token on req.
+func (c *OAuth) Reauthenticate(req *http.Request) error {
+	sent := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if cur := c.mgr.Cached(); cur != nil && cur.AccessToken == sent {
+		if _, err := c.mgr.ForceRefresh(req.Context(), cur); err != nil {
+			return c.unavailable(err)
+		}
+	}
+	return c.Inject(req)
+}
+
+// Manager returns the token manager, for the console and the admin API.
+func (c *OAuth) Manager() *tokenstore.Manager { return c.mgr }
+
+// Interface guards
+var (
+	_ caddy.Provisioner    = (*OAuth)(nil)
+	_ atlasgate.Credential = (*OAuth)(nil)
+	_ atlasgate.Refresher  = (*OAuth)(nil)
+)
