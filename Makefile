@@ -3,7 +3,7 @@ GO      ?= go
 CADDY   := bin/caddy
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo test vet bench clean
+.PHONY: build dev run demo test vet fuzz bench clean
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -34,6 +34,13 @@ vet:
 # drive the built binary), as CI runs it.
 test: vet $(CADDY)
 	ATLASGATE_CADDY=$(CURDIR)/$(CADDY) $(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+# Brief fuzzing of the parsers that face attackers (longer: make fuzz FUZZTIME=5m).
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./modules/authn/jwt
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./modules/policy
 
 # Benchmarks: plain Caddy reverse_proxy vs the gateway, same upstream, same run.
 bench: $(CADDY)

@@ -159,7 +159,7 @@ func TestBinaryRunsProductionCaddyfile(t *testing.T) {
 		"ATLASGATE_CLIENT_USER=" + clientUser,
 		"ATLASGATE_CLIENT_PASSWORD_HASH=" + clientHash,
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd := caddyCmd(t, workDir, env, "run", "--config", absPath("../caddyfiles/Caddyfile"), "--adapter", "caddyfile")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -221,4 +221,22 @@ func TestBinaryRunsProductionCaddyfile(t *testing.T) {
 func absPath(p string) string {
 	a, _ := filepath.Abs(p)
 	return a
+}
+
+// syncBuffer is a bytes.Buffer a child process may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

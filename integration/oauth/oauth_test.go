@@ -260,3 +260,32 @@ func TestOAuthLifecycle(t *testing.T) {
 		t.Fatalf("after re-authorization: %d", status)
 	}
 }
+
+// An access token Atlassian stopped accepting before its expiry (the gateway
+// believes it valid) gets one refresh and one replay: the client never sees
+// the 401.
+func TestUpstream401RefreshesAndReplays(t *testing.T) {
+	g := start(t)
+	authorize(t)
+	if status, body := g.get(t, "/rest/api/3/myself"); status != 200 {
+		t.Fatalf("%d %v", status, body)
+	}
+	frozen := clock.Now()
+	credentials.SetOAuthClock(func() time.Time { return frozen })
+	defer credentials.SetOAuthClock(clock.Now)
+	sim.Advance(2 * time.Hour) // only Atlassian's clock moves: the token dies there
+	defer sim.Advance(-2 * time.Hour)
+	sim.ResetTokenCalls()
+	sim.ResetRequests()
+	status, body := g.get(t, "/rest/api/3/myself")
+	if status != 200 || body["accountId"] != atlassim.DemoAccountID {
+		t.Fatalf("after the upstream 401: %d %v", status, body)
+	}
+	if n := refreshCalls(); n != 1 {
+		t.Errorf("%d refresh calls, want 1", n)
+	}
+	reqs := sim.RequestsTo(atlassim.HostAPI)
+	if len(reqs) != 2 || reqs[0].Status != 401 || reqs[1].Status != 200 {
+		t.Errorf("Atlassian saw %d requests, want a 401 then a 200", len(reqs))
+	}
+}
