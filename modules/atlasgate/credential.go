@@ -45,6 +45,14 @@ type UnavailableError struct {
 	Reason     string
 	Remedy     string
 	Err        error
+
+	// Status and Code override the answer's 503 and `credential_unavailable`
+	// when the caller can act: e.g. 403 `authorization_required` for a
+	// per-user credential the caller has not authorized yet.
+	Status int
+	Code   string
+	// Link is where the caller can act (the console), if anywhere.
+	Link string
 }
 
 func (e *UnavailableError) Error() string {

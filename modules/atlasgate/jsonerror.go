@@ -13,6 +13,8 @@ type ErrorBody struct {
 	Message    string `json:"message"`
 	Credential string `json:"credential,omitempty"`
 	Remedy     string `json:"remedy,omitempty"`
+	// Link is a URL where the caller can fix the problem (authorize).
+	Link string `json:"link,omitempty"`
 }
 
 // WriteError writes body as a JSON error response with the given status.

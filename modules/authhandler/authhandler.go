@@ -25,7 +25,7 @@ func init() {
 
 // IdentityVar is the name of the Caddy variable that holds the request's
 // *authn.Identity once authenticated; the policy handler reads it.
-const IdentityVar = "atlasgate.identity"
+const IdentityVar = authn.IdentityVar
 
 // Handler authenticates every request with the named authenticators of the
 // atlasgate app, tried in the order given; the first that accepts the request's

@@ -42,6 +42,10 @@ type Identity struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
+// IdentityVar is the name of the Caddy variable (caddyhttp.GetVar) that holds
+// the request's *Identity once atlasgate_auth has authenticated it.
+const IdentityVar = "atlasgate.identity"
+
 // Authenticator is implemented by the guest modules of the `atlasgate.authn`
 // namespace.
 type Authenticator interface {

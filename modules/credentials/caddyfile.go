@@ -114,6 +114,7 @@ func moreArgs(d *caddyfile.Dispenser, dst *[]string) error {
 //	    trusted_ca_file <pem_file...>
 //	    refresh_before <duration>
 //	    keep_alive     <duration>
+//	    per_user
 //	}
 func (c *OAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume credential type
@@ -147,6 +148,11 @@ func (c *OAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &c.RefreshBefore)
 		case "keep_alive":
 			err = durationArg(d, &c.KeepAlive)
+		case "per_user":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.PerUser = true
 		default:
 			return d.Errf("oauth: unrecognized option %q", d.Val())
 		}

@@ -2,19 +2,24 @@ package credentials
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/authn"
 	"github.com/atlasgate/atlasgate/modules/tokenstore"
 )
 
@@ -82,13 +87,24 @@ type OAuth struct {
 	// 90-day inactivity expiry. Default 30 days.
 	KeepAlive caddy.Duration `json:"keep_alive,omitempty"`
 
+	// Delegated mode: each authenticated caller authorizes their own
+	// Atlassian account once (in the console, or through the link in the 403
+	// they get until then), and their requests then run as themselves, so
+	// Atlassian's own permissions and audit apply. Token sets are kept per
+	// identity with the same lifecycle guarantees. Needs an authenticated
+	// identity on the requests (atlasgate_auth, or basic_auth) and on the
+	// console. Default false: one grant shared by every caller.
+	PerUser bool `json:"per_user,omitempty"`
+
 	name       string
 	site       *url.URL
 	apiBase    *url.URL
 	roots      *x509.CertPool
 	client     *http.Client
 	config     *oauth2.Config
-	mgr        *tokenstore.Manager
+	mgr        *tokenstore.Manager // shared mode
+	users      *sync.Map           // per-user mode: user key → *tokenstore.Manager
+	store      *tokenstore.Store
 	logger     *zap.Logger
 	consoleURL string
 }
@@ -168,21 +184,72 @@ func (c *OAuth) Provision(ctx caddy.Context) error {
 		Scopes:       c.Scopes,
 	}
 	c.consoleURL = strings.TrimSuffix(cb, "/callback")
-	c.mgr = &tokenstore.Manager{
-		Store:   store,
-		Name:    c.storageName(),
-		Refresh: c.refresh,
-		Skew:    time.Duration(c.RefreshBefore),
-		Now:     func() time.Time { return oauthNow() },
-		Logger:  c.logger,
+	c.store = store
+	c.users = new(sync.Map)
+	if !c.PerUser {
+		c.mgr = c.newManager(c.storageName())
 	}
 	go c.maintain(ctx)
 	return nil
 }
 
+func (c *OAuth) newManager(name string) *tokenstore.Manager {
+	return &tokenstore.Manager{
+		Store:   c.store,
+		Name:    name,
+		Refresh: c.refresh,
+		Skew:    time.Duration(c.RefreshBefore),
+		Now:     func() time.Time { return oauthNow() },
+		Logger:  c.logger,
+	}
+}
+
 // storageName keys the token set by credential name: renaming the credential
 // in the config means authorizing it again.
 func (c *OAuth) storageName() string { return "oauth-" + c.name }
+
+// usersPrefix is where per-user token sets live, one per caller, keyed by a
+// hash of the caller's identity.
+func (c *OAuth) usersPrefix() string { return c.storageName() + "/users/" }
+
+// errNoCaller: a per-user credential used without an authenticated identity.
+var errNoCaller = &atlasgate.UnavailableError{
+	Status: http.StatusUnauthorized,
+	Code:   "authentication_required",
+	Reason: "it acts as the calling user, and this request has no authenticated identity",
+	Remedy: "put atlasgate_auth (or another authentication handler) before atlasgate_proxy and the console",
+}
+
+// manager returns the token manager for the request: the shared one, or the
+// caller's own in per-user mode.
+func (c *OAuth) manager(ctx context.Context) (*tokenstore.Manager, error) {
+	if !c.PerUser {
+		return c.mgr, nil
+	}
+	who := caller(ctx)
+	if who == "" {
+		return nil, errNoCaller
+	}
+	sum := sha256.Sum256([]byte(who))
+	name := c.usersPrefix() + hex.EncodeToString(sum[:16])
+	m, _ := c.users.LoadOrStore(name, c.newManager(name))
+	return m.(*tokenstore.Manager), nil
+}
+
+// caller identifies the authenticated caller of a request: the identity that
+// atlasgate_auth established (qualified by its authenticator, so that two
+// identity providers' "alice" stay apart), else Caddy's {http.auth.user.id}.
+func caller(ctx context.Context) string {
+	if id, ok := caddyhttp.GetVar(ctx, authn.IdentityVar).(*authn.Identity); ok && id != nil && id.User != "" {
+		return id.Authenticator + ":" + id.User
+	}
+	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if u, _ := repl.GetString("http.auth.user.id"); u != "" {
+			return "caddy:" + u
+		}
+	}
+	return ""
+}
 
 func orDefault(v, def string) string {
 	if v == "" {
@@ -198,7 +265,11 @@ func isLoopback(host string) bool {
 // Target implements atlasgate.Credential: the API gateway route of the
 // authorized site, or an *UnavailableError saying what a person must do.
 func (c *OAuth) Target(ctx context.Context, path string) (*url.URL, error) {
-	ts, err := c.mgr.Token(ctx)
+	mgr, err := c.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := mgr.Token(ctx)
 	if err != nil {
 		return nil, c.unavailable(err)
 	}
@@ -209,6 +280,12 @@ func (c *OAuth) unavailable(err error) error {
 	var re *tokenstore.ReauthError
 	remedy := "open the atlasgate console (" + c.consoleURL + ") and click Authorize"
 	switch {
+	case errors.Is(err, tokenstore.ErrUnauthorized) && c.PerUser:
+		return &atlasgate.UnavailableError{
+			Status: http.StatusForbidden, Code: "authorization_required",
+			Reason: "you have not authorized the gateway to use your Atlassian account yet",
+			Remedy: "open the link and click Authorize", Link: c.consoleURL + "/",
+		}
 	case errors.Is(err, tokenstore.ErrUnauthorized):
 		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy}
 	case errors.As(err, &re):
@@ -228,7 +305,11 @@ func (c *OAuth) RootCAs() *x509.CertPool { return c.roots }
 
 // Inject implements atlasgate.Credential.
 func (c *OAuth) Inject(req *http.Request) error {
-	ts, err := c.mgr.Token(req.Context())
+	mgr, err := c.manager(req.Context())
+	if err != nil {
+		return err
+	}
+	ts, err := mgr.Token(req.Context())
 	if err != nil {
 		return c.unavailable(err)
 	}
@@ -240,17 +321,25 @@ func (c *OAuth) Inject(req *http.Request) error {
 // access token in req (401), so refresh — unless storage already has a newer
 // one — and set the new token on req.
 func (c *OAuth) Reauthenticate(req *http.Request) error {
+	mgr, err := c.manager(req.Context())
+	if err != nil {
+		return err
+	}
 	sent := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
-	if cur := c.mgr.Cached(); cur != nil && cur.AccessToken == sent {
-		if _, err := c.mgr.ForceRefresh(req.Context(), cur); err != nil {
+	if cur := mgr.Cached(); cur != nil && cur.AccessToken == sent {
+		if _, err := mgr.ForceRefresh(req.Context(), cur); err != nil {
 			return c.unavailable(err)
 		}
 	}
 	return c.Inject(req)
 }
 
-// Manager returns the token manager, for the console and the admin API.
-func (c *OAuth) Manager() *tokenstore.Manager { return c.mgr }
+// Manager returns the token manager for a request's caller (per-user mode) or
+// the shared one, for the console and the admin API.
+func (c *OAuth) Manager(ctx context.Context) (*tokenstore.Manager, error) { return c.manager(ctx) }
+
+// IsPerUser reports whether each caller authorizes their own account.
+func (c *OAuth) IsPerUser() bool { return c.PerUser }
 
 // Interface guards
 var (

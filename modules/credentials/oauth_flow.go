@@ -27,7 +27,14 @@ func (c *OAuth) AuthCodeURL(state string) string {
 
 // CompleteAuthorization exchanges an authorization code, picks the configured
 // site from the sites the grant covers, and stores the token set.
+//
+// In per-user mode the grant is stored for the caller identified in ctx (the
+// authenticated user of the console's callback request).
 func (c *OAuth) CompleteAuthorization(ctx context.Context, code string) error {
+	mgr, err := c.manager(ctx)
+	if err != nil {
+		return fmt.Errorf("a per-user credential is authorized by an authenticated user: %s", errNoCaller.Remedy)
+	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
 	tok, err := c.config.Exchange(ctx, code)
 	if err != nil {
@@ -52,7 +59,7 @@ func (c *OAuth) CompleteAuthorization(ctx context.Context, code string) error {
 		GrantedAt:    now,
 		RefreshedAt:  now,
 	}
-	if err := c.mgr.Authorize(ctx, ts); err != nil {
+	if err := mgr.Authorize(ctx, ts); err != nil {
 		return fmt.Errorf("storing the token set: %w", err)
 	}
 	c.logger.Info("credential authorized", zap.String("credential", c.name), zap.String("cloud_id", cloudID))
@@ -179,9 +186,26 @@ func (c *OAuth) maintain(ctx context.Context) {
 // maintainEvery is how often maintain looks at the token set.
 var maintainEvery = time.Minute
 
-// Maintain runs one round of proactive and keep-alive refresh.
+// Maintain runs one round of proactive and keep-alive refresh, for the shared
+// grant or every stored per-user grant.
 func (c *OAuth) Maintain(ctx context.Context) {
-	ts, err := c.mgr.Token(ctx)
+	if !c.PerUser {
+		c.keepAlive(ctx, c.mgr)
+		return
+	}
+	names, err := c.store.List(ctx, c.usersPrefix())
+	if err != nil {
+		c.logger.Warn("listing per-user grants", zap.String("credential", c.name), zap.Error(err))
+		return
+	}
+	for _, name := range names {
+		m, _ := c.users.LoadOrStore(name, c.newManager(name))
+		c.keepAlive(ctx, m.(*tokenstore.Manager))
+	}
+}
+
+func (c *OAuth) keepAlive(ctx context.Context, mgr *tokenstore.Manager) {
+	ts, err := mgr.Token(ctx)
 	if err != nil {
 		return // unauthorized or needs reauthorization: nothing to keep alive
 	}
@@ -190,7 +214,7 @@ func (c *OAuth) Maintain(ctx context.Context) {
 		keep = 30 * 24 * time.Hour
 	}
 	if oauthNow().Sub(ts.RefreshedAt) >= keep {
-		if _, err := c.mgr.ForceRefresh(ctx, ts); err != nil {
+		if _, err := mgr.ForceRefresh(ctx, ts); err != nil {
 			c.logger.Warn("keep-alive refresh failed", zap.String("credential", c.name), zap.Error(err))
 		}
 	}
@@ -212,12 +236,24 @@ type OAuthStatus struct {
 	AbsoluteExpiry time.Time `json:"absolute_expiry,omitzero"`
 	Generation     uint64    `json:"generation,omitempty"`
 	Warnings       []string  `json:"warnings,omitempty"`
+	// PerUser credentials: the number of callers with a stored grant; the
+	// other fields then describe the calling user's own grant, if any.
+	PerUser bool `json:"per_user,omitempty"`
+	Users   int  `json:"users,omitempty"`
 }
 
 // Status reads the stored token set and reports the credential's state.
 func (c *OAuth) Status(ctx context.Context) OAuthStatus {
-	st := OAuthStatus{Name: c.name, Type: "oauth", Site: c.site.String(), State: tokenstore.StateUnauthorized}
-	ts, err := c.mgr.Store.Load(ctx, c.mgr.Name)
+	st := OAuthStatus{Name: c.name, Type: "oauth", Site: c.site.String(), State: tokenstore.StateUnauthorized, PerUser: c.PerUser}
+	if c.PerUser {
+		names, _ := c.store.List(ctx, c.usersPrefix())
+		st.Users = len(names)
+	}
+	mgr, err := c.manager(ctx)
+	if err != nil {
+		return st // per-user, no caller: only the count
+	}
+	ts, err := c.store.Load(ctx, mgr.Name)
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return st
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
 )
@@ -296,12 +297,21 @@ func (h *Handler) unavailable(w http.ResponseWriter, name string, err error) err
 		ue = &atlasgate.UnavailableError{Reason: "it failed", Err: err}
 	}
 	ue.Credential = name
-	h.logger.Error("credential unavailable", zap.String("credential", name), zap.Error(err))
-	atlasgate.WriteError(w, http.StatusServiceUnavailable, atlasgate.ErrorBody{
-		Error:      "credential_unavailable",
+	status, code := http.StatusServiceUnavailable, "credential_unavailable"
+	if ue.Status != 0 {
+		status, code = ue.Status, ue.Code
+	}
+	if status >= 500 {
+		h.logger.Error("credential unavailable", zap.String("credential", name), zap.Error(err))
+	} else if c := h.logger.Check(zapcore.DebugLevel, "credential not usable for this caller"); c != nil {
+		c.Write(zap.String("credential", name), zap.Error(err))
+	}
+	atlasgate.WriteError(w, status, atlasgate.ErrorBody{
+		Error:      code,
 		Message:    fmt.Sprintf("credential %q is unavailable: %s", name, ue.Reason),
 		Credential: name,
 		Remedy:     ue.Remedy,
+		Link:       ue.Link,
 	})
 	return nil
 }

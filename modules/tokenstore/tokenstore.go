@@ -188,3 +188,22 @@ func (s *Store) Lock(ctx context.Context, name string) error {
 func (s *Store) Unlock(ctx context.Context, name string) error {
 	return s.storage.Unlock(ctx, s.lockName(name))
 }
+
+// List returns the names of the token sets stored under the name prefix
+// (e.g. "oauth-jira/users/").
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.storage.List(ctx, s.prefix+strings.TrimSuffix(prefix, "/"), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, k := range keys {
+		if name, ok := strings.CutSuffix(strings.TrimPrefix(k, s.prefix), ".json"); ok {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
