@@ -68,15 +68,17 @@ func TestBinaryListsAtlasgateModules(t *testing.T) {
 // Secret values the Caddyfiles in caddyfiles/ read from the environment; none
 // may show up in `caddy adapt` output.
 var caddyfileEnv = map[string]string{
-	"ATLASSIAN_SITE":                 "https://acme.atlassian.net",
-	"ATLASSIAN_EMAIL":                "bot@example.com",
-	"ATLASSIAN_API_TOKEN":            "ATATT3xSECRET-prod-token",
-	"ATLASGATE_CLIENT_USER":          "app",
-	"ATLASGATE_CLIENT_PASSWORD_HASH": clientHashForEnv(),
-	"ATLASGATE_DEMO_API_TOKEN":       "ATATT3xSECRET-demo",
-	"ATLASGATE_DEMO_SCOPED_TOKEN":    "ATATT3xSECRET-scoped",
-	"ATLASGATE_DEMO_BITBUCKET_TOKEN": "ATATT3xSECRET-bb",
-	"ATLASGATE_DEMO_PAT":             "SECRET-pat",
+	"ATLASSIAN_SITE":                     "https://acme.atlassian.net",
+	"ATLASSIAN_EMAIL":                    "bot@example.com",
+	"ATLASSIAN_API_TOKEN":                "ATATT3xSECRET-prod-token",
+	"ATLASGATE_CLIENT_USER":              "app",
+	"ATLASGATE_CLIENT_PASSWORD_HASH":     clientHashForEnv(),
+	"ATLASGATE_DEMO_API_TOKEN":           "ATATT3xSECRET-demo",
+	"ATLASGATE_DEMO_SCOPED_TOKEN":        "ATATT3xSECRET-scoped",
+	"ATLASGATE_DEMO_BITBUCKET_TOKEN":     "ATATT3xSECRET-bb",
+	"ATLASGATE_DEMO_PAT":                 "SECRET-pat",
+	"ATLASGATE_DEMO_ENCRYPTION_KEY":      "ZGVtby1rZXktYXRsYXNnYXRlLW5vdC1hLXNlY3JldCE=",
+	"ATLASGATE_DEMO_OAUTH_CLIENT_SECRET": "SECRET-oauth-client",
 }
 
 func clientHashForEnv() string {

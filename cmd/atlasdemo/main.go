@@ -1,7 +1,9 @@
 // Command atlasdemo runs the atlasgate demo (`make demo`): the bundled Atlassian
-// simulator on 127.0.0.1:9441-9447 and the gateway (the Caddy binary given with
-// -caddy) with caddyfiles/demo.Caddyfile, then prints curl lines that work. No
-// Atlassian account is needed. Ctrl-C stops both.
+// simulator on 127.0.0.1:9441-9448 (9448 is its OAuth authorization server,
+// with the real consent page) and the gateway (the Caddy binary given with
+// -caddy) with caddyfiles/demo.Caddyfile, then prints curl lines that work and
+// the steps of the OAuth Authorize flow. No Atlassian account is needed.
+// Ctrl-C stops both.
 //
 // The simulator's fake demo tokens reach the gateway the way real ones would:
 // through environment variables named by {env.*} placeholders in the Caddyfile.
@@ -24,7 +26,12 @@ import (
 )
 
 var hosts = []string{atlassim.HostSite, atlassim.HostAPI, atlassim.HostMedia, atlassim.HostBitbucket,
-	atlassim.HostJiraDC, atlassim.HostConfluenceDC, atlassim.HostBitbucketDC}
+	atlassim.HostJiraDC, atlassim.HostConfluenceDC, atlassim.HostBitbucketDC, atlassim.HostAuth}
+
+// demoEncryptionKey encrypts the demo's OAuth token sets in .demo/storage. It
+// is a DEMO key, public in this source file: a real deployment generates its
+// own (`openssl rand -base64 32`) and keeps it secret.
+const demoEncryptionKey = "ZGVtby1rZXktYXRsYXNnYXRlLW5vdC1hLXNlY3JldCE="
 
 func main() {
 	caddyBin := flag.String("caddy", "bin/caddy", "the atlasgate Caddy `binary`")
@@ -36,6 +43,8 @@ func main() {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		logger.Fatal(err)
 	}
+	// AutoConsent stays off: the Authorize flow shows the simulator's real
+	// consent page, with Accept and Deny.
 	cfg := atlassim.Config{Seed: true, Addrs: map[string]string{}}
 	for i, h := range hosts {
 		cfg.Addrs[h] = fmt.Sprintf("127.0.0.1:%d", 9441+i)
@@ -58,6 +67,8 @@ func main() {
 		"ATLASGATE_DEMO_SCOPED_TOKEN="+atlassim.DemoScopedToken,
 		"ATLASGATE_DEMO_BITBUCKET_TOKEN="+atlassim.DemoBitbucketAPIToken,
 		"ATLASGATE_DEMO_PAT="+atlassim.DemoPAT,
+		"ATLASGATE_DEMO_ENCRYPTION_KEY="+demoEncryptionKey,
+		"ATLASGATE_DEMO_OAUTH_CLIENT_SECRET="+atlassim.DemoOAuthClientSecret,
 	)
 	if err := cmd.Start(); err != nil {
 		logger.Fatalf("starting %s: %v (run `make build` first)", *caddyBin, err)
@@ -68,7 +79,7 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 
-	if err := waitListening("127.0.0.1:8084", 30*time.Second, exited); err != nil {
+	if err := waitListening("127.0.0.1:8085", 30*time.Second, exited); err != nil {
 		logger.Printf("the gateway did not start: %v", err)
 		_ = cmd.Process.Signal(os.Interrupt)
 		sim.Close()
@@ -124,7 +135,7 @@ func printUsage() {
 		{"what a client without gateway credentials gets", "curl -i http://localhost:8080/rest/api/3/myself"},
 	}
 	var b strings.Builder
-	b.WriteString("\natlasgate demo is running: the gateway on localhost:8080-8084, the Atlassian simulator on 127.0.0.1:9441-9447.\n")
+	b.WriteString("\natlasgate demo is running: the gateway on localhost:8080-8085, the Atlassian simulator on 127.0.0.1:9441-9448.\n")
 	b.WriteString("The client holds no Atlassian secret: the gateway injects it. Try:\n\n")
 	for _, l := range lines {
 		if l.what != "" {
@@ -132,6 +143,17 @@ func printUsage() {
 		}
 		b.WriteString("  " + l.cmd + "\n")
 	}
+	b.WriteString(`
+OAuth 2.0 (3LO) — the gateway acts as the account that authorizes it:
+  1. open http://localhost:8080/atlasgate/oauth/ (user app, password demo-password)
+  2. click Authorize next to jira-oauth; your browser warns about the
+     simulator's self-made certificate on 127.0.0.1:9448 — accept it
+     (it is the local simulator) — then click Accept on the consent page
+  3. back on the console: "Authorized"; then
+       curl -u app:demo-password http://localhost:8085/rest/api/3/myself
+     Before step 2 the same curl answers 503 naming the console.
+  States without a browser: bin/caddy atlasgate-credentials
+`)
 	b.WriteString("\nThe simulator logs each request it receives (who it authenticated). Ctrl-C stops everything.\n\n")
 	fmt.Print(b.String())
 }

@@ -210,7 +210,11 @@ func TestJWTAuthenticationThroughGateway(t *testing.T) {
 		expired := forge(t, map[string]any{"iss": idp.issuer, "aud": "atlasgate", "sub": "app",
 			"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()})
 		expect401(t, g, expired, "token expired")
-		expect401(t, g, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "token signature invalid")
+		ours := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + idp.issuer + `","sub":"x"}`))
+		expect401(t, g, "eyJhbGciOiJSUzI1NiJ9."+ours+".c2ln", "token signature invalid")
+		// A JWT that names no issuer of ours is no authenticator's: refused,
+		// and never handed to an authenticator that does not own it.
+		expect401(t, g, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "credential not accepted by this gateway")
 		expect401(t, g, "garbage.with.dots", "malformed token")
 		expect401(t, g, token(t, "other-app"), "token audience not accepted")
 		resp, body := g.get(t, "")

@@ -147,8 +147,9 @@ func start(t *testing.T) *gateway {
 		gw = gateway{port: itest.FreePort(t), adminPort: itest.FreePort(t)}
 		var b strings.Builder
 		template.Must(template.New("cf").Parse(config)).Execute(&b, map[string]any{
-			"Globals": itest.GlobalOptions(gw.adminPort, filepath.Join(workDir, "storage")),
-			"Port":    gw.port, "Site": sim.URL(atlassim.HostSite), "Email": atlassim.DemoEmail, "CA": caFile,
+			"Globals": itest.GlobalOptions(gw.adminPort, filepath.Join(workDir, "storage")) +
+				"\tlog audit {\n\t\toutput file " + auditFile() + "\n\t\tinclude atlasgate.audit\n\t}\n",
+			"Port": gw.port, "Site": sim.URL(atlassim.HostSite), "Email": atlassim.DemoEmail, "CA": caFile,
 		})
 		itest.MustLoad(t, b.String())
 	})
@@ -188,3 +189,6 @@ func (g *gateway) raw(t *testing.T, method, target string, hdr map[string]string
 }
 
 type authnIdentity = authn.Identity
+
+// auditFile is where the test config routes the audit logger.
+func auditFile() string { return filepath.Join(workDir, "audit.log") }

@@ -216,3 +216,16 @@ var (
 	_ caddy.App         = (*App)(nil)
 	_ caddy.Provisioner = (*App)(nil)
 )
+
+// auditModule names the audit logger: Caddy names a module's logger after
+// its ID, and routes it through the configured logs, so `log audit { include
+// atlasgate.audit }` can send the audit events to their own sink.
+type auditModule struct{}
+
+func (auditModule) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "atlasgate.audit", New: func() caddy.Module { return auditModule{} }}
+}
+
+// AuditLogger returns the logger of audit events (decisions, authorizations,
+// admin actions), named `atlasgate.audit`.
+func AuditLogger(ctx caddy.Context) *zap.Logger { return ctx.Logger(auditModule{}) }

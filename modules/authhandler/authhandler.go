@@ -126,21 +126,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// Authenticate tries the authenticators in order. It returns the identity and
-// the name of the authenticator that accepted it, or the error to answer with
-// (and the name of the authenticator that produced it, if any): a 503 wins over
-// a 401, since a token that could not be checked may well be valid, and the
-// first invalid-credential error wins over "no credential".
+// Authenticate tries the authenticators in order. The first that accepts the
+// credential wins; the first that claims it but refuses it (401) or cannot
+// check it (503) ends the search: a token one authenticator recognised as its
+// own is never handed on to the next (which may be a third party's userinfo
+// endpoint). A credential that no authenticator claims is refused as invalid;
+// no credential at all is authn.ErrNoCredential. The name returned is the
+// authenticator that decided, if any.
 func Authenticate(r *http.Request, auths []namedAuthenticator) (*authn.Identity, string, error) {
-	var invalid, unavailable *authn.Error
-	var invalidBy, unavailableBy string
 	for _, a := range auths {
 		id, err := a.Authenticate(r)
 		if err == nil && id != nil {
 			id.Authenticator = a.name
 			return id, a.name, nil
 		}
-		if errors.Is(err, authn.ErrNoCredential) || err == nil {
+		if err == nil || errors.Is(err, authn.ErrNoCredential) {
 			continue
 		}
 		var ae *authn.Error
@@ -148,21 +148,30 @@ func Authenticate(r *http.Request, auths []namedAuthenticator) (*authn.Identity,
 			// An authenticator bug must not let anyone in, nor leak details.
 			ae = authn.Unavailable("authentication failed unexpectedly", err)
 		}
-		if ae.Status == http.StatusServiceUnavailable {
-			if unavailable == nil {
-				unavailable, unavailableBy = ae, a.name
-			}
-		} else if invalid == nil {
-			invalid, invalidBy = ae, a.name
-		}
+		return nil, a.name, ae
 	}
-	switch {
-	case unavailable != nil:
-		return nil, unavailableBy, unavailable
-	case invalid != nil:
-		return nil, invalidBy, invalid
+	if hasCredential(r, auths) {
+		return nil, "", authn.Invalid("credential not accepted by this gateway", nil)
 	}
 	return nil, "", authn.ErrNoCredential
+}
+
+// hasCredential reports whether r carries anything that looks like a
+// credential: an Authorization header or an authenticator's own header.
+func hasCredential(r *http.Request, auths []namedAuthenticator) bool {
+	if r.Header.Get("Authorization") != "" {
+		return true
+	}
+	for _, a := range auths {
+		if hu, ok := a.Authenticator.(authn.HeaderUser); ok {
+			for _, h := range hu.CredentialHeaders() {
+				if r.Header.Get(h) != "" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // deny writes the 401 or 503 answer.

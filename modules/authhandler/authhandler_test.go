@@ -43,9 +43,10 @@ func TestHandlerDecisions(t *testing.T) {
 		{"skips not-applicable", []namedAuthenticator{{"a", none}, {"b", fixed{id: alice}}}, 200, "", "", "alice", ""},
 		{"no credential", []namedAuthenticator{{"a", none}}, 401, "missing_credential", `Bearer realm="atlasgate"`, "", ""},
 		{"invalid token", []namedAuthenticator{{"a", none}, {"b", bad}}, 401, "invalid_token", `Bearer realm="atlasgate", error="invalid_token", error_description="token expired"`, "", "exp 123"},
-		{"invalid then valid", []namedAuthenticator{{"a", bad}, {"b", fixed{id: alice}}}, 200, "", "", "alice", ""},
-		{"unavailable wins over invalid", []namedAuthenticator{{"a", bad}, {"b", down}}, 503, "authentication_unavailable", "", "", "dial tcp"},
+		{"a claimed and refused token goes no further", []namedAuthenticator{{"a", bad}, {"b", fixed{id: alice}}}, 401, "invalid_token", `Bearer realm="atlasgate", error="invalid_token", error_description="token expired"`, "", ""},
+		{"unavailable ends the search", []namedAuthenticator{{"a", down}, {"b", fixed{id: alice}}}, 503, "authentication_unavailable", "", "", "dial tcp"},
 		{"authenticator bug never allows", []namedAuthenticator{{"a", buggy}}, 503, "authentication_unavailable", "", "", "nil map"},
+		{"a credential nobody claims", []namedAuthenticator{{"a", none}, {"b", none}}, 401, "invalid_token", `Bearer realm="atlasgate", error="invalid_token", error_description="credential not accepted by this gateway"`, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -54,6 +55,9 @@ func TestHandlerDecisions(t *testing.T) {
 			ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
 			ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
 			r := httptest.NewRequest("GET", "/rest/api/3/myself", nil).WithContext(ctx)
+			if c.code != "missing_credential" {
+				r.Header.Set("Authorization", "Bearer some-token")
+			}
 			w := httptest.NewRecorder()
 			var reached bool
 			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -82,7 +82,8 @@ func cmdTestToken(fs caddycmd.Flags) (int, error) {
 			return 0, nil
 		}
 	}
-	return 1, nil
+	// Caddy's command wrapper exits 0 for status 1 without an error.
+	return 1, fmt.Errorf("no authenticator accepted the token")
 }
 
 func caddy1(err error) (int, error) { return caddy.ExitCodeFailedStartup, err }

@@ -56,6 +56,9 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 	}
 	p.h.metrics.observe(name, "success")
 	caddyhttp.SetVar(r.Context(), IdentityVar, id)
+	for _, hdr := range p.h.headers {
+		r.Header.Del(hdr) // the gateway's own credential travels no further
+	}
 	return caddyauth.User{
 		ID: id.User,
 		Metadata: map[string]string{

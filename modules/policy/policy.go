@@ -110,7 +110,7 @@ func SetClock(f func() time.Time) {
 // Provision compiles the rules and checks every credential they name.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.audit = caddy.Log().Named(AuditLoggerName)
+	h.audit = atlasgate.AuditLogger(ctx)
 	appIface, err := ctx.App("atlasgate")
 	if err != nil {
 		return fmt.Errorf("getting atlasgate app: %v", err)

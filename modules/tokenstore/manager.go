@@ -56,7 +56,9 @@ type Manager struct {
 	// this, so a refresh by another replica is seen well within Atlassian's
 	// 10-minute reuse leeway. Default 30s.
 	Recheck time.Duration
-	// LockTimeout bounds the wait for the storage lock. Default 60s.
+	// LockTimeout bounds the wait for the storage lock, after which the
+	// refresh goes on without it. Default 20s (a live holder refreshes in
+	// well under that; certmagic file locks go stale after 10s).
 	LockTimeout time.Duration
 	Now         func() time.Time
 	Logger      *zap.Logger
@@ -122,6 +124,12 @@ func (m *Manager) Token(ctx context.Context) (*TokenSet, error) {
 	if m.usable(cur) && m.now().Sub(checked) < recheck {
 		return cur, nil
 	}
+	if cur != nil && cur.State == StateReady && m.now().Before(cur.Expiry) && m.now().Sub(checked) < recheck {
+		// Inside the refresh window but still valid: refresh in the
+		// background; no request waits for it.
+		go m.do(context.WithoutCancel(ctx), "token", 0)
+		return cur, nil
+	}
 	ts, err := m.do(ctx, "token", 0)
 	var re *ReauthError
 	if err != nil && !errors.Is(err, ErrUnauthorized) && !errors.As(err, &re) &&
@@ -177,13 +185,20 @@ func (m *Manager) sync(ctx context.Context, minGen uint64) (*TokenSet, error) {
 	lockCtx, cancel := context.WithTimeout(ctx, m.lockTimeout())
 	defer cancel()
 	if err := m.Store.Lock(lockCtx, m.Name); err != nil {
-		return nil, fmt.Errorf("taking the refresh lock: %w", err)
+		// A lock that is never released (a replica killed while certmagic's
+		// file storage kept its lock file fresh) must not stop refreshing
+		// for good. Going on without it is safe: storage is re-read just
+		// below, and a concurrent refresh by another replica is a reuse
+		// within Atlassian's 10-minute leeway, which yields a valid pair.
+		m.logger().Warn("refresh lock not obtained; refreshing without it",
+			zap.String("credential", m.Name), zap.Duration("waited", m.lockTimeout()), zap.Error(err))
+	} else {
+		defer func() {
+			if err := m.Store.Unlock(context.WithoutCancel(ctx), m.Name); err != nil {
+				m.logger().Error("releasing the refresh lock", zap.String("credential", m.Name), zap.Error(err))
+			}
+		}()
 	}
-	defer func() {
-		if err := m.Store.Unlock(context.WithoutCancel(ctx), m.Name); err != nil {
-			m.logger().Error("releasing the refresh lock", zap.String("credential", m.Name), zap.Error(err))
-		}
-	}()
 
 	// Under the lock, storage is the truth: another replica may have
 	// refreshed while we waited.
@@ -248,7 +263,7 @@ func (m *Manager) lockTimeout() time.Duration {
 	if m.LockTimeout > 0 {
 		return m.LockTimeout
 	}
-	return time.Minute
+	return 20 * time.Second
 }
 
 // save stores ts, retrying briefly: losing a rotated refresh token is the one

@@ -89,7 +89,7 @@ func TestConcurrentRequestsAtExpiryRefreshOnce(t *testing.T) {
 	if ts, err := m.Token(context.Background()); err != nil || ts.AccessToken != "at-0" {
 		t.Fatalf("before expiry: %v %v", ts, err)
 	}
-	c.Advance(58 * time.Minute) // inside the 5-minute skew
+	c.Advance(61 * time.Minute) // expired: every request needs the new token
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	tokens := sync.Map{}
@@ -123,7 +123,7 @@ func TestReplicasSharingStorageRefreshOnce(t *testing.T) {
 	for _, r := range replicas {
 		r.Token(context.Background())
 	}
-	c.Advance(59 * time.Minute)
+	c.Advance(61 * time.Minute)
 	var wg sync.WaitGroup
 	for _, r := range replicas {
 		for i := 0; i < 50; i++ {
@@ -143,6 +143,46 @@ func TestReplicasSharingStorageRefreshOnce(t *testing.T) {
 	stored, _ := st.Load(context.Background(), "jira")
 	if stored.Generation != 2 || stored.RefreshToken != "rt-1" {
 		t.Errorf("stored generation %d, refresh token %q", stored.Generation, stored.RefreshToken)
+	}
+}
+
+// Inside the refresh window a still-valid token is served at once while one
+// refresh runs in the background: no request waits for the token endpoint.
+func TestRefreshWindowDoesNotBlockRequests(t *testing.T) {
+	st, srv, c := setup(t)
+	m := newManager(st, srv, c)
+	m.Token(context.Background())
+	c.Advance(57 * time.Minute)
+	for i := 0; i < 50; i++ {
+		if ts, err := m.Token(context.Background()); err != nil || ts == nil {
+			t.Fatalf("%v %v", ts, err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv.calls.Load() != 1 {
+		t.Fatalf("%d refresh calls, want one background refresh", srv.calls.Load())
+	}
+	stored, _ := st.Load(context.Background(), "jira")
+	if stored.AccessToken != "at-1" {
+		t.Errorf("stored %q", stored.AccessToken)
+	}
+}
+
+// A lock that is never released does not stop refreshing for good.
+func TestStuckLockFallsBack(t *testing.T) {
+	st, srv, c := setup(t)
+	if err := st.Lock(context.Background(), "jira"); err != nil { // held by a dead replica
+		t.Fatal(err)
+	}
+	m := newManager(st, srv, c)
+	m.LockTimeout = 200 * time.Millisecond
+	c.Advance(61 * time.Minute)
+	ts, err := m.Token(context.Background())
+	if err != nil || ts.AccessToken != "at-1" || srv.revoked {
+		t.Fatalf("%v %v revoked=%v", ts, err, srv.revoked)
 	}
 }
 

@@ -75,11 +75,15 @@ func attackCases() []attackCase {
 		{name: "nbf in the future", want: errNotYetValid, token: signed(rs256, map[string]any{"nbf": in(10 * time.Minute)}, nil)},
 		{name: "nbf within leeway: accepted", token: signed(rs256, map[string]any{"nbf": in(30 * time.Second)}, nil)},
 		{name: "iat in the future", want: errIssuedLater, token: signed(rs256, map[string]any{"iat": in(10 * time.Minute)}, nil)},
-		{name: "wrong iss", want: errIssuer, token: signed(rs256, map[string]any{"iss": "https://evil.example"}, nil)},
-		{name: "iss with trailing slash", want: errIssuer, token: func(t testing.TB, is *issuer) string {
+		// Another issuer's token (or one naming none) is not this
+		// authenticator's: it answers "not mine", and atlasgate_auth refuses
+		// the token when no authenticator claims it.
+		{name: "wrong iss", want: notOurs, token: signed(rs256, map[string]any{"iss": "https://evil.example"}, nil)},
+		{name: "iss with trailing slash", want: notOurs, token: func(t testing.TB, is *issuer) string {
 			return sign(t, rs256(), is.claims(map[string]any{"iss": is.URL() + "/"}), nil)
 		}},
-		{name: "no iss", want: errIssuer, token: signed(rs256, map[string]any{"iss": nil}, nil)},
+		{name: "no iss", want: notOurs, token: signed(rs256, map[string]any{"iss": nil}, nil)},
+		{name: "iss not a string", want: notOurs, token: signed(rs256, map[string]any{"iss": 42}, nil)},
 		{name: "wrong aud", want: errAudience, token: signed(rs256, map[string]any{"aud": "other-app"}, nil)},
 		{name: "no aud", want: errAudience, token: signed(rs256, map[string]any{"aud": nil}, nil)},
 		{name: "aud array without ours", want: errAudience, token: signed(rs256, map[string]any{"aud": []string{"a", "b"}}, nil)},
@@ -100,8 +104,10 @@ func attackCases() []attackCase {
 		}},
 		{name: "enc header in a JWS", want: errEncrypted, token: signed(rs256, nil, map[string]any{"enc": "A256GCM"})},
 		{name: "not base64url", want: errMalformed, token: func(testing.TB, *issuer) string { return "eyJ!.eyJ.sig" }},
-		{name: "header not an object", want: errMalformed, token: func(testing.TB, *issuer) string { return b64([]byte(`["RS256"]`)) + ".e30.AAAA" }},
-		{name: "header not JSON", want: errMalformed, token: func(testing.TB, *issuer) string { return b64([]byte(`{alg`)) + ".e30.AAAA" }},
+		{name: "header not an object", want: errMalformed, token: func(_ testing.TB, is *issuer) string {
+			return b64([]byte(`["RS256"]`)) + "." + ourPayload(is) + ".AAAA"
+		}},
+		{name: "header not JSON", want: errMalformed, token: func(_ testing.TB, is *issuer) string { return b64([]byte(`{alg`)) + "." + ourPayload(is) + ".AAAA" }},
 		{name: "claims not an object", want: errMalformed, token: func(t testing.TB, is *issuer) string {
 			hb, _ := json.Marshal(map[string]any{"alg": "RS256", "kid": "rsa-1"})
 			input := b64(hb) + "." + b64([]byte(`["sub"]`))
@@ -112,6 +118,13 @@ func attackCases() []attackCase {
 		}},
 	}
 }
+
+// ourPayload is a claims segment naming the test issuer, so that the token is
+// this authenticator's to judge.
+func ourPayload(is *issuer) string { return b64([]byte(`{"iss":"` + is.URL() + `"}`)) }
+
+// notOurs marks a token this authenticator must leave to others.
+const notOurs = "(another issuer's token)"
 
 // allDescriptions are the only texts a client may see.
 var allDescriptions = []string{errMalformed, errEncrypted, errHeader, errAlgorithm, errType, errUnknownKey, errSignature,
@@ -133,6 +146,12 @@ func TestAttacks(t *testing.T) {
 			}
 			if id != nil {
 				t.Fatalf("accepted as %+v", id)
+			}
+			if tc.want == notOurs {
+				if !errors.Is(err, authn.ErrNoCredential) {
+					t.Fatalf("got %v, want: not this authenticator's token", err)
+				}
+				return
 			}
 			if errors.Is(err, authn.ErrNoCredential) {
 				t.Fatalf("treated as no credential")

@@ -68,7 +68,14 @@ func (j *JWT) verify(ctx context.Context, token string) (*authn.Identity, time.T
 			return nil, zero, authn.Invalid(errMalformed, nil)
 		}
 	}
-	encHeader, _, _ := strings.Cut(token, ".")
+	encHeader, rest, _ := strings.Cut(token, ".")
+	// Route by the (not yet verified) issuer: a token of another issuer is
+	// not this authenticator's to judge, so another may take it — and a token
+	// that is ours is never handed on to a later authenticator. The claim
+	// decides nothing else until the signature is verified.
+	if encPayload, _, _ := strings.Cut(rest, "."); !j.mayBeOurs(encPayload) {
+		return nil, zero, authn.ErrNoCredential
+	}
 	if len(encHeader) > maxHeaderLength {
 		return nil, zero, authn.Invalid(errHeader, errors.New("header too large"))
 	}
@@ -103,6 +110,23 @@ func (j *JWT) verify(ctx context.Context, token string) (*authn.Identity, time.T
 		return nil, zero, authn.Invalid(errMalformed, errors.New("claims are not a JSON object"))
 	}
 	return j.checkClaims(claims)
+}
+
+// mayBeOurs reports whether the unverified payload names this issuer. A
+// payload that cannot be decoded is ours to refuse (a malformed JWT).
+func (j *JWT) mayBeOurs(encPayload string) bool {
+	raw, err := base64.RawURLEncoding.DecodeString(encPayload)
+	if err != nil {
+		return true
+	}
+	var peek struct {
+		Iss json.RawMessage `json:"iss"`
+	}
+	if json.Unmarshal(raw, &peek) != nil {
+		return true
+	}
+	var iss string
+	return json.Unmarshal(peek.Iss, &iss) == nil && iss == j.Issuer
 }
 
 // checkHeader decodes the JOSE header and applies the rules go-jose leaves to

@@ -1,0 +1,105 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/tokenstore"
+)
+
+// stateCollector exports the state of every OAuth credential, read on each
+// scrape from the running config's atlasgate app (the stored token sets are
+// the authority, so every replica reports the same):
+//
+//	atlasgate_credential_state{credential, state} 1 for the current state, 0 for the others
+//	atlasgate_credential_grant_expiry_timestamp_seconds{credential} the 365-day absolute expiry
+//	atlasgate_credential_users{credential} per-user credentials: callers with a stored grant
+//
+// Per-user credentials have a state per caller, so they report the number of
+// callers instead of a state.
+//
+// An alert on `atlasgate_credential_state{state="needs_reauthorization"} == 1`
+// tells operators that someone must press Authorize.
+type stateCollector struct {
+	state, expiry, users *prometheus.Desc
+}
+
+var allStates = []string{tokenstore.StateUnauthorized, tokenstore.StateReady, tokenstore.StateRefreshing, tokenstore.StateNeedsReauthorization}
+
+func newStateCollector() *stateCollector {
+	return &stateCollector{
+		state: prometheus.NewDesc("atlasgate_credential_state",
+			"State of each OAuth credential: 1 for the current state (unauthorized, ready, refreshing, needs_reauthorization), 0 for the others.",
+			[]string{"credential", "state"}, nil),
+		expiry: prometheus.NewDesc("atlasgate_credential_grant_expiry_timestamp_seconds",
+			"When each authorized OAuth credential's grant reaches Atlassian's 365-day absolute expiry (Unix time).",
+			[]string{"credential"}, nil),
+		users: prometheus.NewDesc("atlasgate_credential_users",
+			"Per-user OAuth credentials: the number of callers who have authorized their own account.",
+			[]string{"credential"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.state
+	ch <- c.expiry
+	ch <- c.users
+}
+
+// Collect implements prometheus.Collector.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	appIface, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	if err != nil {
+		return
+	}
+	app, ok := appIface.(*atlasgate.App)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, st := range statuses(ctx, app) {
+		if st.OAuth == nil {
+			continue
+		}
+		if st.OAuth.PerUser {
+			ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(st.OAuth.Users), st.Name)
+			continue
+		}
+		for _, s := range allStates {
+			v := 0.0
+			if s == st.OAuth.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, st.Name, s)
+		}
+		if !st.OAuth.AbsoluteExpiry.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(st.OAuth.AbsoluteExpiry.Unix()), st.Name)
+		}
+	}
+}
+
+// registerMetrics adds the collector to the config's metrics registry, once
+// however many consoles (and the admin route) ask.
+func registerMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	if err := reg.Register(newStateCollector()); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ prometheus.Collector = (*stateCollector)(nil)

@@ -1,0 +1,114 @@
+package console
+
+import (
+	"bytes"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// The pages are server-rendered with html/template (contextual escaping of
+// everything a request or a credential could contribute) and carry no
+// script at all, which the CSP enforces.
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04 MST")
+	},
+}).Parse(`
+{{define "head"}}<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.}} – atlasgate</title>
+<style>
+body { font-family: system-ui, sans-serif; color: #172b4d; margin: 2rem; }
+table { border-collapse: collapse; }
+th, td { text-align: left; padding: .4rem .8rem; border-bottom: 1px solid #dfe1e6; vertical-align: top; }
+.state { font-weight: bold; }
+.ready { color: #006644; } .unauthorized, .needs_reauthorization { color: #bf2600; } .refreshing { color: #974f0c; }
+.warning { color: #974f0c; }
+button { padding: .3rem 1rem; }
+</style>
+</head>
+<body>
+{{end}}
+
+{{define "index"}}{{template "head" "Credentials"}}
+<h1>atlasgate credentials</h1>
+<table id="credentials">
+<tr><th>Credential</th><th>Type</th><th>State</th><th>Site</th><th>cloudId</th><th>Access token expires</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
+{{range .Credentials}}<tr id="credential-{{.Name}}">
+<td>{{.Name}}</td>
+<td>{{.Type}}</td>
+{{with .OAuth}}<td><span class="state {{.State}}" id="state-{{.Name}}">{{.State}}</span>{{with .Reason}}<br><small>{{.}}</small>{{end}}{{if .PerUser}}<br><small>per user: {{.Users}} authorized; this row is your own grant</small>{{end}}{{range .Warnings}}<br><small class="warning">⚠ {{.}}</small>{{end}}</td>
+<td>{{.Site}}</td>
+<td><code>{{.CloudID}}</code></td>
+<td>{{when .AccessExpiry}}</td>
+<td>{{when .GrantedAt}}</td>
+<td>{{when .RefreshedAt}}</td>
+<td>{{when .AbsoluteExpiry}}</td>
+<td><form method="post" action="{{$.Prefix}}/authorize/{{.Name}}"><button id="authorize-{{.Name}}" type="submit">Authorize</button></form></td>
+{{else}}<td>—</td><td>{{.Site}}</td><td></td><td></td><td></td><td></td><td></td><td></td>{{end}}
+</tr>
+{{else}}<tr><td colspan="10">The atlasgate app has no credentials.</td></tr>
+{{end}}</table>
+</body>
+</html>
+{{end}}
+
+{{define "success"}}{{template "head" "Authorized"}}
+<h1 id="result">Authorized</h1>
+<p>Credential <strong id="credential">{{.Name}}</strong> is authorized for <span id="site">{{.Site}}</span>
+(cloudId <code id="cloud-id">{{.CloudID}}</code>). The gateway now calls Atlassian with it and keeps it refreshed.</p>
+<p><a id="back" href="{{.Console}}">Back to the console</a></p>
+</body>
+</html>
+{{end}}
+
+{{define "error"}}{{template "head" .Title}}
+<h1 id="result">{{.Title}}</h1>
+<p id="error">{{.Message}}</p>
+<p><a id="back" href="{{.Console}}">Back to the console</a></p>
+</body>
+</html>
+{{end}}
+`))
+
+type indexData struct {
+	Prefix      string
+	Credentials []CredentialStatus
+}
+
+type successData struct{ Name, Site, CloudID, Console string }
+
+type errorData struct{ Title, Message, Console string }
+
+// page renders a template into a buffer first, so a template failure never
+// leaves half a page with a 200.
+func (h *Handler) page(w http.ResponseWriter, status int, name string, data any) error {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	h.securityHeaders(w)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+	return nil
+}
+
+// errorPage renders an error page. title and message are escaped; they may
+// name a credential, never a secret.
+func (h *Handler) errorPage(w http.ResponseWriter, status int, title, message string) error {
+	return h.page(w, status, "error", errorData{Title: title, Message: message, Console: h.PathPrefix + "/"})
+}
+
+// serveIndex lists the credentials.
+func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request) error {
+	return h.page(w, http.StatusOK, "index", indexData{Prefix: h.PathPrefix, Credentials: statuses(r.Context(), h.creds)})
+}
