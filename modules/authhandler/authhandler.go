@@ -93,6 +93,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		seen[name] = true
 		a, ok := app.Authenticator(name)
+		if !ok && len(app.AuthenticatorNames()) == 0 {
+			return fmt.Errorf("authenticators: %q is not defined: the atlasgate app has no authenticators (add `authenticator <name> <type>` to the global atlasgate block)", name)
+		}
 		if !ok {
 			return fmt.Errorf("authenticators: %q is not defined in the atlasgate app (defined: %s)", name, strings.Join(app.AuthenticatorNames(), ", "))
 		}
@@ -198,7 +201,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, name string, err 
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s"`, h.Realm))
 	atlasgate.WriteError(w, http.StatusUnauthorized, atlasgate.ErrorBody{
 		Error:   "missing_credential",
-		Message: "this gateway requires authentication: send a bearer token",
+		Message: "this gateway requires authentication",
 	})
 }
 

@@ -117,7 +117,8 @@ func cmdExplain(cmd *cobra.Command, args []string) (int, error) {
 		if err := json.Unmarshal(b, &req.Identity); err != nil {
 			return 1, fmt.Errorf("--identity %s: %v", file, err)
 		}
-	} else if str("user") != "" || str("subject") != "" || len(arr("group")) > 0 {
+	} else if str("user") != "" || str("subject") != "" || str("authenticator-name") != "" ||
+		len(arr("group")) > 0 || len(arr("scope")) > 0 || len(arr("label")) > 0 {
 		id := &authn.Identity{User: str("user"), Subject: str("subject"), Authenticator: str("authenticator-name"),
 			Groups: arr("group"), Scopes: arr("scope")}
 		for _, l := range arr("label") {
