@@ -1,8 +1,9 @@
 package credentials
 
 import (
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
 )
 
 // UnmarshalCaddyfile sets up an api_token credential:
@@ -24,20 +25,20 @@ func (c *APIToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "site":
-			err = oneArg(d, &c.Site)
+			err = cfparse.One(d, &c.Site)
 		case "email":
-			err = oneArg(d, &c.Email)
+			err = cfparse.One(d, &c.Email)
 		case "token":
-			err = oneArg(d, &c.Token)
+			err = cfparse.One(d, &c.Token)
 		case "scoped":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			c.Scoped = true
 		case "api_base":
-			err = oneArg(d, &c.APIBase)
+			err = cfparse.One(d, &c.APIBase)
 		case "trusted_ca_file":
-			err = moreArgs(d, &c.TrustedCAFiles)
+			err = cfparse.More(d, &c.TrustedCAFiles)
 		default:
 			return d.Errf("api_token: unrecognized option %q", d.Val())
 		}
@@ -64,11 +65,11 @@ func (c *Bearer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "site":
-			err = oneArg(d, &c.Site)
+			err = cfparse.One(d, &c.Site)
 		case "token":
-			err = oneArg(d, &c.Token)
+			err = cfparse.One(d, &c.Token)
 		case "trusted_ca_file":
-			err = moreArgs(d, &c.TrustedCAFiles)
+			err = cfparse.More(d, &c.TrustedCAFiles)
 		default:
 			return d.Errf("bearer: unrecognized option %q", d.Val())
 		}
@@ -76,26 +77,6 @@ func (c *Bearer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func moreArgs(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
 	return nil
 }
 
@@ -125,29 +106,29 @@ func (c *OAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "client_id":
-			err = oneArg(d, &c.ClientID)
+			err = cfparse.One(d, &c.ClientID)
 		case "client_secret":
-			err = oneArg(d, &c.ClientSecret)
+			err = cfparse.One(d, &c.ClientSecret)
 		case "scopes":
-			err = moreArgs(d, &c.Scopes)
+			err = cfparse.More(d, &c.Scopes)
 		case "site":
-			err = oneArg(d, &c.Site)
+			err = cfparse.One(d, &c.Site)
 		case "callback_url":
-			err = oneArg(d, &c.CallbackURL)
+			err = cfparse.One(d, &c.CallbackURL)
 		case "authorize_url":
-			err = oneArg(d, &c.AuthorizeURL)
+			err = cfparse.One(d, &c.AuthorizeURL)
 		case "token_url":
-			err = oneArg(d, &c.TokenURL)
+			err = cfparse.One(d, &c.TokenURL)
 		case "api_base":
-			err = oneArg(d, &c.APIBase)
+			err = cfparse.One(d, &c.APIBase)
 		case "audience":
-			err = oneArg(d, &c.Audience)
+			err = cfparse.One(d, &c.Audience)
 		case "trusted_ca_file":
-			err = moreArgs(d, &c.TrustedCAFiles)
+			err = cfparse.More(d, &c.TrustedCAFiles)
 		case "refresh_before":
-			err = durationArg(d, &c.RefreshBefore)
+			err = cfparse.Duration(d, &c.RefreshBefore)
 		case "keep_alive":
-			err = durationArg(d, &c.KeepAlive)
+			err = cfparse.Duration(d, &c.KeepAlive)
 		case "per_user":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -160,19 +141,6 @@ func (c *OAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s: %v", d.Val(), err)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 

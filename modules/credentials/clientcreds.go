@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
 )
 
 func init() {
@@ -507,17 +508,17 @@ func (c *ClientCredentials) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "token_url":
-			err = oneArg(d, &c.TokenURL)
+			err = cfparse.One(d, &c.TokenURL)
 		case "client_id":
-			err = oneArg(d, &c.ClientID)
+			err = cfparse.One(d, &c.ClientID)
 		case "client_secret":
-			err = oneArg(d, &c.ClientSecret)
+			err = cfparse.One(d, &c.ClientSecret)
 		case "scopes":
-			err = moreArgs(d, &c.Scopes)
+			err = cfparse.More(d, &c.Scopes)
 		case "audience":
-			err = oneArg(d, &c.Audience)
+			err = cfparse.One(d, &c.Audience)
 		case "client_auth":
-			err = oneArg(d, &c.ClientAuth)
+			err = cfparse.One(d, &c.ClientAuth)
 		case "param":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -528,15 +529,15 @@ func (c *ClientCredentials) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			c.Params[args[0]] = args[1]
 		case "site":
-			err = oneArg(d, &c.Site)
+			err = cfparse.One(d, &c.Site)
 		case "routing":
-			err = oneArg(d, &c.Routing)
+			err = cfparse.One(d, &c.Routing)
 		case "api_base":
-			err = oneArg(d, &c.APIBase)
+			err = cfparse.One(d, &c.APIBase)
 		case "trusted_ca_file":
-			err = moreArgs(d, &c.TrustedCAFiles)
+			err = cfparse.More(d, &c.TrustedCAFiles)
 		case "refresh_before":
-			err = durationArg(d, &c.RefreshBefore)
+			err = cfparse.Duration(d, &c.RefreshBefore)
 		default:
 			return d.Errf("client_credentials: unrecognized option %q", d.Val())
 		}

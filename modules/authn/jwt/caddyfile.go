@@ -3,8 +3,9 @@ package jwt
 import (
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
 )
 
 // UnmarshalCaddyfile sets up a jwt authenticator:
@@ -50,10 +51,10 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			j.Preset = &Preset{Name: args[0], Args: args[1:]}
 		case "issuer":
-			err = oneArg(d, &j.Issuer)
+			err = cfparse.One(d, &j.Issuer)
 		case "discovery":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = cfparse.One(d, &v); err == nil {
 				b, perr := strconv.ParseBool(v)
 				if perr != nil {
 					return d.Errf("jwt: discovery: %q is not true or false", v)
@@ -61,15 +62,15 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				j.Discovery = &b
 			}
 		case "jwks_uri":
-			err = oneArg(d, &j.JWKSURI)
+			err = cfparse.One(d, &j.JWKSURI)
 		case "audience", "audiences":
-			err = moreArgs(d, &j.Audiences)
+			err = cfparse.More(d, &j.Audiences)
 		case "audience_fallback_claim":
-			err = oneArg(d, &j.AudienceFallbackClaim)
+			err = cfparse.One(d, &j.AudienceFallbackClaim)
 		case "algorithms", "algorithm":
-			err = moreArgs(d, &j.Algorithms)
+			err = cfparse.More(d, &j.Algorithms)
 		case "leeway":
-			err = duration(d, &j.Leeway)
+			err = cfparse.Duration(d, &j.Leeway)
 		case "username_claim":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -77,7 +78,7 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			j.UsernameClaim, j.UsernameFallbackClaims = args[0], args[1:]
 		case "groups_claim":
-			err = moreArgs(d, &j.GroupsClaim)
+			err = cfparse.More(d, &j.GroupsClaim)
 		case "require_claim":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -85,24 +86,24 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			j.RequireClaims = append(j.RequireClaims, ClaimRequirement{Claim: args[0], Values: args[1:]})
 		case "token_type":
-			err = moreArgs(d, &j.TokenTypes)
+			err = cfparse.More(d, &j.TokenTypes)
 		case "max_token_age":
-			err = duration(d, &j.MaxTokenAge)
+			err = cfparse.Duration(d, &j.MaxTokenAge)
 		case "cache_size":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = cfparse.One(d, &v); err == nil {
 				if j.CacheSize, err = strconv.Atoi(v); err != nil {
 					return d.Errf("jwt: cache_size: %q is not a number", v)
 				}
 			}
 		case "jwks_refresh":
-			err = duration(d, &j.JWKSRefresh)
+			err = cfparse.Duration(d, &j.JWKSRefresh)
 		case "jwks_min_refetch":
-			err = duration(d, &j.JWKSMinRefetch)
+			err = cfparse.Duration(d, &j.JWKSMinRefetch)
 		case "timeout":
-			err = duration(d, &j.Timeout)
+			err = cfparse.Duration(d, &j.Timeout)
 		case "trusted_ca_file":
-			err = moreArgs(d, &j.TrustedCAFiles)
+			err = cfparse.More(d, &j.TrustedCAFiles)
 		default:
 			return d.Errf("jwt: unrecognized option %q", opt)
 		}
@@ -110,39 +111,6 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func moreArgs(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
-	return nil
-}
-
-func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var v string
-	if err := oneArg(d, &v); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil {
-		return d.Errf("jwt: %q is not a duration: %v", v, err)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 

@@ -1,8 +1,9 @@
 package opaque
 
 import (
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
 )
 
 // UnmarshalCaddyfile sets up an introspection authenticator:
@@ -30,22 +31,22 @@ func (in *Introspection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "endpoint":
-			err = oneArg(d, &in.Endpoint)
+			err = cfparse.One(d, &in.Endpoint)
 		case "client_id":
-			err = oneArg(d, &in.ClientID)
+			err = cfparse.One(d, &in.ClientID)
 		case "client_secret":
-			err = oneArg(d, &in.ClientSecret)
+			err = cfparse.One(d, &in.ClientSecret)
 		case "client_auth":
-			err = oneArg(d, &in.ClientAuth)
+			err = cfparse.One(d, &in.ClientAuth)
 			if err == nil && in.ClientAuth != "basic" && in.ClientAuth != "post" {
 				return d.Errf("client_auth: %q is not supported: use basic or post", in.ClientAuth)
 			}
 		case "token_type_hint":
-			err = oneArg(d, &in.TokenTypeHint)
+			err = cfparse.One(d, &in.TokenTypeHint)
 		case "username_claim":
-			err = oneArg(d, &in.UsernameClaim)
+			err = cfparse.One(d, &in.UsernameClaim)
 		case "groups_claim":
-			err = oneArg(d, &in.GroupsClaim)
+			err = cfparse.One(d, &in.GroupsClaim)
 		case "audiences", "audience":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -53,13 +54,13 @@ func (in *Introspection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			in.Audiences = append(in.Audiences, args...)
 		case "issuer":
-			err = oneArg(d, &in.Issuer)
+			err = cfparse.One(d, &in.Issuer)
 		case "cache_ttl":
-			err = durationArg(d, &in.CacheTTL)
+			err = cfparse.PositiveDuration(d, &in.CacheTTL)
 		case "negative_cache_ttl":
-			err = durationArg(d, &in.NegativeCacheTTL)
+			err = cfparse.PositiveDuration(d, &in.NegativeCacheTTL)
 		case "timeout":
-			err = durationArg(d, &in.Timeout)
+			err = cfparse.PositiveDuration(d, &in.Timeout)
 		default:
 			return d.Errf("introspection: unrecognized option %q", d.Val())
 		}
@@ -114,11 +115,11 @@ func (u *Userinfo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "url":
-			err = oneArg(d, &u.URL)
+			err = cfparse.One(d, &u.URL)
 		case "username_attribute":
-			err = oneArg(d, &u.UsernameAttribute)
+			err = cfparse.One(d, &u.UsernameAttribute)
 		case "groups_attribute":
-			err = oneArg(d, &u.GroupsAttribute)
+			err = cfparse.One(d, &u.GroupsAttribute)
 		case "header":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -129,11 +130,11 @@ func (u *Userinfo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			u.Headers[args[0]] = args[1]
 		case "cache_ttl":
-			err = durationArg(d, &u.CacheTTL)
+			err = cfparse.PositiveDuration(d, &u.CacheTTL)
 		case "negative_cache_ttl":
-			err = durationArg(d, &u.NegativeCacheTTL)
+			err = cfparse.PositiveDuration(d, &u.NegativeCacheTTL)
 		case "timeout":
-			err = durationArg(d, &u.Timeout)
+			err = cfparse.PositiveDuration(d, &u.Timeout)
 		default:
 			return d.Errf("userinfo: unrecognized option %q", d.Val())
 		}
@@ -141,34 +142,6 @@ func (u *Userinfo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	option := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s: invalid duration %q: %v", option, s, err)
-	}
-	if dur <= 0 {
-		return d.Errf("%s: invalid duration %q: must be positive", option, s)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 
