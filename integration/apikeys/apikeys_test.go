@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,17 @@ func TestKeyThroughAdminAPI(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) ||
 		!strings.Contains(string(body), "API key not valid") {
 		t.Errorf("401: %s %s", resp.Header.Get("WWW-Authenticate"), body)
+	}
+
+	// Both admin actions are in the audit log, without the key.
+	audit, _ := os.ReadFile(filepath.Join(workDir, "audit.log"))
+	for _, msg := range []string{`"msg":"api key created"`, `"msg":"api key revoked"`} {
+		if !strings.Contains(string(audit), msg) || !strings.Contains(string(audit), `"key_id":"`+k.ID+`"`) {
+			t.Errorf("audit log lacks %s for key %s:\n%s", msg, k.ID, audit)
+		}
+	}
+	if strings.Contains(string(audit), k.Key) {
+		t.Error("the audit log holds the key")
 	}
 }
 

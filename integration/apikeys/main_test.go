@@ -123,7 +123,9 @@ func startGateway() (*gateway, error) {
 	g := &gateway{port: ports[0], tlsPort: ports[1], adminPort: ports[2], storage: filepath.Join(workDir, "storage")}
 	var b strings.Builder
 	err := template.Must(template.New("cf").Parse(gatewayConfig)).Execute(&b, map[string]any{
-		"Global": itest.GlobalOptions(g.adminPort, g.storage), "Port": g.port, "TLSPort": g.tlsPort,
+		"Global": itest.GlobalOptions(g.adminPort, g.storage) +
+			"\tlog audit {\n\t\toutput file " + filepath.Join(workDir, "audit.log") + "\n\t\tinclude atlasgate.audit\n\t}\n",
+		"Port": g.port, "TLSPort": g.tlsPort,
 		"Site": sim.URL(atlassim.HostSite), "Email": atlassim.DemoEmail,
 		"SimCA": pki.simCA, "ClientCA": pki.caFile,
 	})

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
 )
@@ -69,12 +70,18 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		issued, err := a.Create(ctx, req)
+		if err == nil {
+			audit("api key created", parts[0], issued.KeyInfo, r)
+		}
 		return respond(w, http.StatusCreated, issued, err)
 	case len(parts) == 2 && r.Method == http.MethodGet:
 		info, err := a.Get(ctx, parts[1])
 		return respond(w, http.StatusOK, info, err)
 	case len(parts) == 2 && r.Method == http.MethodDelete:
 		info, err := a.Revoke(ctx, parts[1])
+		if err == nil {
+			audit("api key revoked", parts[0], *info, r)
+		}
 		return respond(w, http.StatusOK, info, err)
 	case len(parts) == 3 && parts[2] == "rotate" && r.Method == http.MethodPost:
 		var req RotateRequest
@@ -82,11 +89,23 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		issued, err := a.Rotate(ctx, parts[1], req)
+		if err == nil {
+			audit("api key rotated", parts[0], issued.KeyInfo, r, zap.String("replaced_key_id", parts[1]))
+		}
 		return respond(w, http.StatusCreated, issued, err)
 	case len(parts) <= 2 || (len(parts) == 3 && parts[2] == "rotate"):
 		return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method not allowed: %s", r.Method))
 	}
 	return apiError(http.StatusNotFound, fmt.Errorf("resource not found: %s", r.URL.Path))
+}
+
+// audit records a key management action on the audit logger (never the key).
+func audit(msg, authenticator string, k KeyInfo, r *http.Request, extra ...zap.Field) {
+	fields := append([]zap.Field{
+		zap.String("authenticator", authenticator), zap.String("key_id", k.ID), zap.String("owner", k.Owner),
+		zap.Time("expires", k.Expires), zap.String("admin_remote_addr", r.RemoteAddr),
+	}, extra...)
+	atlasgate.AuditLogger(caddy.ActiveContext()).Info(msg, fields...)
 }
 
 // authenticator finds the named api_key authenticator in the running config.

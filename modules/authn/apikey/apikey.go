@@ -117,6 +117,9 @@ func (APIKey) CaddyModule() caddy.ModuleInfo {
 
 // Provision applies the defaults and opens the key store in Caddy storage.
 func (a *APIKey) Provision(ctx caddy.Context) error {
+	if err := authn.RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	return a.setup(ctx, ctx.Storage(), ctx.Logger())
 }
 
@@ -222,7 +225,9 @@ func (a *APIKey) verify(key string) (*Record, error) {
 		return nil, a.reject(id, err.Error())
 	}
 	h := hashKey(key)
-	if rec, ok := a.cache.Get(h); ok && rec != nil {
+	rec, ok := a.cache.Get(h)
+	authn.CacheLookup("api_key", ok && rec != nil)
+	if ok && rec != nil {
 		a.markUsed(id)
 		return rec, nil
 	}

@@ -197,7 +197,9 @@ func (s *keySource) attempt(force bool) error {
 	}
 	s.lastAttempt = t
 	s.mu.Unlock()
+	start := time.Now()
 	set, err := s.fetch()
+	authn.ObserveIdPCall("jwt", start, err)
 	if err == nil {
 		s.set.Store(set) // before lastErr is cleared: lookup reads them in the other order
 	}

@@ -150,6 +150,9 @@ func (JWT) CaddyModule() caddy.ModuleInfo {
 // Provision applies the preset and the defaults, checks the config and
 // acquires the shared JWKS of the issuer.
 func (j *JWT) Provision(ctx caddy.Context) error {
+	if err := authn.RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	j.logger = ctx.Logger()
 	if err := j.applyPreset(); err != nil {
 		return err
@@ -324,7 +327,9 @@ func (j *JWT) authenticate(r *http.Request, token string) (*authn.Identity, erro
 		return nil, authn.BadRequest("credential too large", nil)
 	}
 	key := authn.Key(token)
-	if id, ok := j.cache.Get(key); ok {
+	id, ok := j.cache.Get(key)
+	authn.CacheLookup("jwt", ok)
+	if ok {
 		// The cache expires entries at exp; each caller gets its own copy
 		// because the handler fills in Authenticator.
 		c := *id

@@ -90,6 +90,9 @@ func (Introspection) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the placeholders, checks the options and applies defaults.
 func (in *Introspection) Provision(ctx caddy.Context) error {
+	if err := authn.RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	endpoint, err := atlasgate.ResolveValue("endpoint", in.Endpoint)
 	if err != nil {
 		return err

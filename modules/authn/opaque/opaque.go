@@ -86,7 +86,9 @@ func (c *checker) authenticate(r *http.Request) (*authn.Identity, error) {
 		return nil, err
 	}
 	key := authn.Key(token)
-	if v, ok := c.cache.Get(key); ok {
+	v, ok := c.cache.Get(key)
+	authn.CacheLookup(c.kind, ok)
+	if ok {
 		return v.result()
 	}
 	// Concurrent requests with the same token share one call. The call must
@@ -98,7 +100,9 @@ func (c *checker) authenticate(r *http.Request) (*authn.Identity, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.timeout)
 		defer cancel()
+		start := time.Now()
 		v, err := c.lookup(ctx, token)
+		authn.ObserveIdPCall(c.kind, start, err)
 		if err != nil {
 			// Logged here, once per call, not once per waiting request.
 			c.unavailable(key, err)
@@ -113,7 +117,7 @@ func (c *checker) authenticate(r *http.Request) (*authn.Identity, error) {
 	if err != nil {
 		return nil, authn.Unavailable(c.kind+" endpoint unavailable: the token could not be checked", err)
 	}
-	v := res.(*verdict)
+	v = res.(*verdict)
 	if v.invalid != nil {
 		if ce := c.logger.Check(zapcore.DebugLevel, "token refused"); ce != nil {
 			ce.Write(zap.String("token_hash", shortHash(key)), zap.String("reason", v.invalid.Description))

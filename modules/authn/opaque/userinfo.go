@@ -89,6 +89,9 @@ func (Userinfo) CaddyModule() caddy.ModuleInfo {
 
 // Provision applies the preset, resolves placeholders and checks the options.
 func (u *Userinfo) Provision(ctx caddy.Context) error {
+	if err := authn.RegisterMetrics(ctx); err != nil {
+		return err
+	}
 	p, ok := presets[u.Provider]
 	if !ok {
 		if u.Provider == "" {
