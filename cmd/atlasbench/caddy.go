@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -59,12 +60,14 @@ func (e *benchEnv) close() {
 
 // target is one Caddy configuration under test.
 type target struct {
-	name string
-	site string // the site block's body
+	name   string
+	site   string // the site block's body
+	app    bool   // whether the config has the atlasgate app (credential jira)
+	apiKey bool   // whether the app has the api_key authenticator "keys" and requests carry a key
 }
 
-// Both configs share the global options; only the site (and the atlasgate app
-// of the gateway) differ.
+// The configs share the global options; only the site and the atlasgate app
+// differ.
 const configTemplate = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	persist_config off
@@ -72,14 +75,15 @@ const configTemplate = `{
 		level ERROR
 	}
 	storage file_system {{.Dir}}/storage
-{{if .Gateway}}	atlasgate {
+{{if .App}}	atlasgate {
 		credential jira api_token {
 			site {{.Site}}
 			email {{.Email}}
 			token {env.` + tokenEnv + `}
 			trusted_ca_file {{.CA}}
 		}
-	}
+{{if .APIKey}}		authenticator keys api_key
+{{end}}	}
 {{end}}}
 
 http://:{{.Port}} {
@@ -87,6 +91,16 @@ http://:{{.Port}} {
 {{.Body}}
 }
 `
+
+// The full variant's policy: the caller's rule comes last, after
+// otherUserRules rules naming other users (the engine indexes those by user,
+// so they mostly cost config size) and otherPathRules rules without an
+// identity condition for other paths (every request checks them in order).
+const (
+	keyOwner       = "bench"
+	otherUserRules = 200
+	otherPathRules = 100
+)
 
 var (
 	plainTarget = target{name: "plain", site: `	reverse_proxy {{.Site}} {
@@ -96,8 +110,28 @@ var (
 			tls_trust_pool file {{.CA}}
 		}
 	}`}
-	gatewayTarget = target{name: "gateway", site: `	atlasgate_proxy jira`}
+	gatewayTarget = target{name: "gateway", app: true, site: `	atlasgate_proxy jira`}
+	fullTarget    = target{name: "full", app: true, apiKey: true, site: `	atlasgate_auth keys
+	atlasgate_policy bench {
+{{.OtherRules}}		rule {{.Owner}} {
+			users {{.Owner}}
+			credential jira
+		}
+	}
+	atlasgate_proxy`}
 )
+
+// otherRules renders the full variant's non-matching rules.
+func otherRules() string {
+	var b strings.Builder
+	for i := range otherUserRules {
+		fmt.Fprintf(&b, "\t\trule user-%03d {\n\t\t\tusers user-%03d@example.com\n\t\t\tcredential jira\n\t\t}\n", i, i)
+	}
+	for i := range otherPathRules {
+		fmt.Fprintf(&b, "\t\trule project-%03d {\n\t\t\tproduct jira\n\t\t\tpaths /rest/api/3/project/P%03d /rest/api/3/project/P%03d/*\n\t\t\tcredential jira\n\t\t}\n", i, i, i)
+	}
+	return b.String()
+}
 
 // caddyfile renders the target's config.
 func (t target) caddyfile(e *benchEnv, dir string, port, adminPort int) (string, error) {
@@ -105,8 +139,11 @@ func (t target) caddyfile(e *benchEnv, dir string, port, adminPort int) (string,
 	data := map[string]any{
 		"AdminPort": adminPort, "Port": port, "Dir": dir, "CA": e.caFile,
 		"Site": site, "SiteHost": strings.TrimPrefix(site, "https://"), "Email": atlassim.DemoEmail,
-		"Basic":   "Basic " + base64.StdEncoding.EncodeToString([]byte(atlassim.DemoEmail+":"+atlassim.DemoAPIToken)),
-		"Gateway": t.name == gatewayTarget.name,
+		"Basic": "Basic " + base64.StdEncoding.EncodeToString([]byte(atlassim.DemoEmail+":"+atlassim.DemoAPIToken)),
+		"App":   t.app, "APIKey": t.apiKey, "Owner": keyOwner,
+	}
+	if t.apiKey {
+		data["OtherRules"] = otherRules()
 	}
 	var body, out strings.Builder
 	if err := template.Must(template.New("site").Parse(t.site)).Execute(&body, data); err != nil {
@@ -121,6 +158,7 @@ func (t target) caddyfile(e *benchEnv, dir string, port, adminPort int) (string,
 type caddyProc struct {
 	cmd     *exec.Cmd
 	url     string
+	admin   string // the admin API's base URL
 	logPath string // stdout and stderr
 	done    chan struct{}
 	waitErr error
@@ -151,7 +189,7 @@ func startCaddy(ctx context.Context, e *benchEnv, bin string, t target) (*caddyP
 		return nil, err
 	}
 	defer logFile.Close() // Caddy has its own descriptor
-	c := &caddyProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: logFile.Name(), done: make(chan struct{})}
+	c := &caddyProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), logPath: logFile.Name(), done: make(chan struct{})}
 	c.cmd = exec.Command(bin, "run", "--config", cfPath, "--adapter", "caddyfile")
 	// Caddy keeps its instance ID and autosave under XDG dirs: keep them in
 	// the temporary directory too.
@@ -281,10 +319,48 @@ func freePorts() (int, int, error) {
 	return ports[0], ports[1], nil
 }
 
-// get does one GET with a timeout and returns the status and body.
-func get(url string) (int, []byte, error) {
+// createAPIKey issues a key of the "keys" authenticator for keyOwner through
+// the admin API and returns it.
+func (c *caddyProc) createAPIKey() (string, error) {
 	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Get(url)
+	resp, err := client.Post(c.admin+"/atlasgate/api-keys/keys", "application/json",
+		strings.NewReader(`{"owner":"`+keyOwner+`","expires_in":"1d"}`))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("status %d, want 201: %.500s", resp.StatusCode, body)
+	}
+	var k struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(body, &k); err != nil {
+		return "", fmt.Errorf("decoding the answer: %v", err)
+	}
+	if !strings.HasPrefix(k.Key, "agk_") {
+		return "", fmt.Errorf("the answer holds no agk_ key")
+	}
+	return k.Key, nil
+}
+
+// get does one GET with the given headers and a timeout and returns the status
+// and body.
+func get(url string, header http.Header) (int, []byte, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header = header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

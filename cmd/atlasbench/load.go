@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -31,15 +32,23 @@ var (
 
 func wrkThreads(connections int) int { return min(2, connections) }
 
-// runWrk runs `wrk -t2 -c<connections> -d<d> --latency url` and parses its
-// report.
-func runWrk(ctx context.Context, bin, url string, connections int, d time.Duration) (*wrkResult, error) {
+// runWrk runs `wrk -t2 -c<connections> -d<d> --latency [-H <header>...] url`
+// and parses its report.
+func runWrk(ctx context.Context, bin, url string, header http.Header, connections int, d time.Duration) (*wrkResult, error) {
 	secs := int((d + time.Second - 1) / time.Second)
-	cmd := exec.CommandContext(ctx, bin, "-t"+strconv.Itoa(wrkThreads(connections)), "-c"+strconv.Itoa(connections),
-		"-d"+strconv.Itoa(secs)+"s", "--latency", url)
+	args := []string{"-t" + strconv.Itoa(wrkThreads(connections)), "-c" + strconv.Itoa(connections),
+		"-d" + strconv.Itoa(secs) + "s", "--latency"}
+	shown := append([]string{bin}, args...) // for errors: header values left out (the API key)
+	for name, values := range header {
+		for _, v := range values {
+			args = append(args, "-H", name+": "+v)
+			shown = append(shown, "-H", "'"+name+": …'")
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		return nil, fmt.Errorf("%s %s: %v\n%s", strings.Join(shown, " "), url, err, out)
 	}
 	r, err := parseWrk(string(out))
 	if err != nil {
@@ -94,14 +103,14 @@ type fixedResult struct {
 	errors   []string
 }
 
-// runFixedRate sends GET url at a constant rate for d with vegeta's library
+// runFixedRate sends GET url with header at a constant rate for d with vegeta's library
 // (keep-alive HTTP/1.1, as many connections as the rate needs) and summarises
 // the latencies. Vegeta paces by the clock, so a slow response does not delay
 // the next request (no coordinated omission).
-func runFixedRate(ctx context.Context, url string, rate int, d time.Duration) (*fixedResult, error) {
+func runFixedRate(ctx context.Context, url string, header http.Header, rate int, d time.Duration) (*fixedResult, error) {
 	atk := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
 	defer context.AfterFunc(ctx, func() { atk.Stop() })()
-	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: url})
+	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: url, Header: header})
 	var m vegeta.Metrics
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "atlasbench") {
 		m.Add(res)

@@ -2,7 +2,7 @@
 // Caddy's own reverse proxy (`make bench`).
 //
 // It starts the Atlassian simulator in-process (TLS, recording off) as the one
-// upstream, then runs two Caddy processes from the -caddy binary, one at a
+// upstream, then runs three Caddy processes from the -caddy binary, one at a
 // time, each serving GET /rest/api/3/myself on a free 127.0.0.1 port:
 //
 //   - plain: Caddy's stock `reverse_proxy https://localhost:<site>` with the
@@ -14,6 +14,15 @@
 //     the transport, dropping Set-Cookie, mapping Location).
 //   - gateway: `atlasgate_proxy jira`, the credential defined in the global
 //     atlasgate block with its token passed through the process environment.
+//   - full: the whole request path of a production gateway: `atlasgate_auth
+//     keys` (an api_key authenticator), `atlasgate_policy` with 300 rules that
+//     do not match (200 naming other users, 100 for other paths of any caller)
+//     before the one that allows the key's owner with credential jira, and
+//     `atlasgate_proxy` injecting the credential the policy chose. Once Caddy
+//     runs, atlasbench issues one key through the admin API
+//     (POST /atlasgate/api-keys/keys) and every request carries it as
+//     `Authorization: Bearer agk_…`. Audit events are dropped with the rest of
+//     the info-level logging (the configs log errors only).
 //
 // For each it warms up (2s of wrk), runs a saturation test with wrk (req/s,
 // p50, p99) and a fixed-rate test with vegeta (p50, p99, success ratio), and
@@ -21,14 +30,15 @@
 // and CPU-ms per 1000 requests, the cost figure that does not depend on how the
 // two cores are shared with the load generator and the simulator) and the peak
 // RSS (VmHWM, the peak over the whole life of the process, read after its
-// runs). It prints a table with the gateway/plain ratios. It only reports: the
-// exit status is non-zero only when something could not run.
+// runs). It prints a table with the gateway/plain and full/plain ratios. It only
+// reports: the exit status is non-zero only when something could not run.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -100,7 +110,7 @@ func run() int {
 	defer env.close()
 
 	var results []*result
-	for _, t := range []target{plainTarget, gatewayTarget} {
+	for _, t := range []target{plainTarget, gatewayTarget, fullTarget} {
 		r, err := bench(ctx, env, p, t)
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "atlasbench: interrupted; stopped Caddy and removed the temporary files")
@@ -112,7 +122,7 @@ func run() int {
 		}
 		results = append(results, r)
 	}
-	printTable(os.Stdout, results[0], results[1])
+	printTable(os.Stdout, results)
 	return 0
 }
 
@@ -126,26 +136,35 @@ func bench(ctx context.Context, env *benchEnv, p params, t target) (*result, err
 	}
 	defer c.stop()
 	url := c.url + benchPath
-	if err := checkOK(url); err != nil {
+	var header http.Header
+	if t.apiKey {
+		key, err := c.createAPIKey()
+		if err != nil {
+			return nil, fmt.Errorf("creating an API key through the admin API: %v\n--- Caddy output ---\n%s", err, c.output())
+		}
+		header = http.Header{"Authorization": {"Bearer " + key}}
+		fmt.Printf("   issued an API key for %q\n", keyOwner)
+	}
+	if err := checkOK(url, header); err != nil {
 		return nil, fmt.Errorf("GET %s: %v\n--- Caddy output ---\n%s", url, err, c.output())
 	}
 
 	fmt.Printf("   warm-up %s\n", warmup)
-	if _, err := runWrk(ctx, p.wrkBin, url, p.connections, warmup); err != nil {
+	if _, err := runWrk(ctx, p.wrkBin, url, header, p.connections, warmup); err != nil {
 		return nil, fmt.Errorf("warm-up: %v", err)
 	}
 
 	r := &result{name: t.name}
 	fmt.Printf("   saturation: wrk -t%d -c%d -d%s\n", wrkThreads(p.connections), p.connections, p.duration)
 	cpu0, t0 := c.cpuSeconds(), time.Now()
-	if r.sat, err = runWrk(ctx, p.wrkBin, url, p.connections, p.duration); err != nil {
+	if r.sat, err = runWrk(ctx, p.wrkBin, url, header, p.connections, p.duration); err != nil {
 		return nil, fmt.Errorf("saturation: %v", err)
 	}
 	r.satCPU, r.satWall = c.cpuSeconds()-cpu0, time.Since(t0)
 
 	fmt.Printf("   fixed rate: %d/s for %s\n", p.rate, fixedDuration)
 	cpu0 = c.cpuSeconds()
-	if r.fixed, err = runFixedRate(ctx, url, p.rate, fixedDuration); err != nil {
+	if r.fixed, err = runFixedRate(ctx, url, header, p.rate, fixedDuration); err != nil {
 		return nil, fmt.Errorf("fixed rate: %v", err)
 	}
 	r.fixedCPU = c.cpuSeconds() - cpu0
@@ -157,8 +176,8 @@ func bench(ctx context.Context, env *benchEnv, p params, t target) (*result, err
 }
 
 // checkOK requires one 200 response before anything is measured.
-func checkOK(url string) error {
-	code, body, err := get(url)
+func checkOK(url string, header http.Header) error {
+	code, body, err := get(url, header)
 	if err != nil {
 		return err
 	}

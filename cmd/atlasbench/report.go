@@ -23,10 +23,13 @@ func printHeader(w io.Writer, p params) {
 	if out, _ := exec.Command(p.wrkBin, "--version").CombinedOutput(); len(out) > 0 {
 		wrkVersion = strings.TrimSpace(strings.SplitN(string(out), "[", 2)[0])
 	}
-	fmt.Fprintln(w, "atlasbench: atlasgate_proxy (gateway) vs. Caddy's reverse_proxy with a static Authorization (plain)")
+	fmt.Fprintln(w, "atlasbench: Caddy's reverse_proxy with a static Authorization (plain) vs. atlasgate_proxy (gateway)")
+	fmt.Fprintln(w, "            vs. atlasgate_auth + atlasgate_policy + atlasgate_proxy with an API key (full)")
 	fmt.Fprintf(w, "machine:    %d CPUs (nproc), %s, %s/%s, %s\n", runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(w, "caddy:      %s (%s)\n", p.caddyBin, caddyVersion)
 	fmt.Fprintf(w, "upstream:   atlassim in-process over TLS (recording off), GET %s, all on 127.0.0.1\n", benchPath)
+	fmt.Fprintf(w, "full:       api_key authenticator, Authorization: Bearer agk_…; policy of %d rules (%d other users, %d other paths, then the caller's)\n",
+		otherUserRules+otherPathRules+1, otherUserRules, otherPathRules)
 	fmt.Fprintf(w, "runs:       warm-up %s; saturation %s -t%d -c%d -d%s --latency; fixed rate %d/s for %s (vegeta)\n",
 		warmup, wrkVersion, wrkThreads(p.connections), p.connections, p.duration, p.rate, fixedDuration)
 	fmt.Fprintln(w, "note:       the load generators, the simulator and Caddy share the machine's cores;")
@@ -87,16 +90,30 @@ var rows = []row{
 	{"peak RSS (VmHWM)", func(r *result) float64 { return float64(r.peakRSS) }, megabytes},
 }
 
-// printTable prints plain, gateway and gateway/plain for every row.
-func printTable(w io.Writer, plain, gateway *result) {
-	const line = "%-32s %12s %12s %14s\n"
+// printTable prints every result and, for every result after the first, its
+// ratio to the first (plain) for every row.
+func printTable(w io.Writer, results []*result) {
+	base := results[0]
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, line, "", plain.name, gateway.name, "gateway/plain")
-	for _, r := range rows {
-		p, g := r.value(plain), r.value(gateway)
-		fmt.Fprintf(w, line, r.label, show(p, r.format), show(g, r.format), ratio(g, p))
+	fmt.Fprintf(w, "%-32s", "")
+	for _, r := range results {
+		fmt.Fprintf(w, " %12s", r.name)
 	}
-	for _, r := range []*result{plain, gateway} {
+	for _, r := range results[1:] {
+		fmt.Fprintf(w, " %14s", r.name+"/"+base.name)
+	}
+	fmt.Fprintln(w)
+	for _, row := range rows {
+		fmt.Fprintf(w, "%-32s", row.label)
+		for _, r := range results {
+			fmt.Fprintf(w, " %12s", show(row.value(r), row.format))
+		}
+		for _, r := range results[1:] {
+			fmt.Fprintf(w, " %14s", ratio(row.value(r), row.value(base)))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, r := range results {
 		if r.sat.errors > 0 || r.fixed.success < 1 {
 			fmt.Fprintf(w, "\nnote: %s had %d saturation errors (non-2xx or socket) and %.2f%% fixed-rate success; errors: %s\n",
 				r.name, r.sat.errors, 100*r.fixed.success, strings.Join(r.fixed.errors, "; "))
