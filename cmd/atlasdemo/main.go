@@ -40,6 +40,11 @@ func main() {
 	flag.Parse()
 	logger := log.New(os.Stderr, "atlasdemo: ", 0)
 
+	// The simulator starts empty each time, so a grant stored by an earlier
+	// demo would only be refused: start the OAuth demo unauthorized.
+	if err := os.RemoveAll(filepath.Join(*dir, "storage", "atlasgate", "tokens")); err != nil {
+		logger.Fatal(err)
+	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		logger.Fatal(err)
 	}

@@ -270,7 +270,10 @@ func TestUpstream401RefreshesAndReplays(t *testing.T) {
 	if status, body := g.get(t, "/rest/api/3/myself"); status != 200 {
 		t.Fatalf("%d %v", status, body)
 	}
-	frozen := clock.Now()
+	// A minute later for the gateway (a token refused right after a refresh
+	// is refused for another reason, and not refreshed again), two hours
+	// later for Atlassian.
+	frozen := clock.Now().Add(time.Minute)
 	credentials.SetOAuthClock(func() time.Time { return frozen })
 	defer credentials.SetOAuthClock(clock.Now)
 	sim.Advance(2 * time.Hour) // only Atlassian's clock moves: the token dies there

@@ -52,7 +52,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("credential %q: invalid name: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
 			}
 			if !d.NextArg() {
-				return nil, d.Errf("credential %q: missing type (api_token or bearer)", name)
+				return nil, d.Errf("credential %q: missing type (api_token, bearer, oauth or client_credentials)", name)
 			}
 			typ := d.Val()
 			if _, dup := app.CredentialsRaw[name]; dup {

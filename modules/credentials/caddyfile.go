@@ -87,7 +87,7 @@ func (c *Bearer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    client_secret <{env.NAME}|{file.PATH}>
 //	    scopes        <scope...>            # must include offline_access
 //	    site          <https://site.atlassian.net>
-//	    callback_url  <https://gateway.example.com/atlasgate/console/callback>
+//	    callback_url  <https://gateway.example.com/atlasgate/oauth/callback>
 //	    authorize_url <url>
 //	    token_url     <url>
 //	    api_base      <url>

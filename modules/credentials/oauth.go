@@ -64,7 +64,7 @@ type OAuth struct {
 
 	// The gateway's public callback URL, registered as the app's callback
 	// URL: the console's `/callback` (e.g.
-	// `https://gateway.example.com/atlasgate/console/callback`). Required.
+	// `https://gateway.example.com/atlasgate/oauth/callback`). Required.
 	CallbackURL string `json:"callback_url,omitempty"`
 
 	// Endpoints, Atlassian's by default; overridable for the simulator and for
@@ -212,12 +212,18 @@ func (c *OAuth) storageName() string { return "oauth-" + c.name }
 // hash of the caller's identity.
 func (c *OAuth) usersPrefix() string { return c.storageName() + "/users/" }
 
-// errNoCaller: a per-user credential used without an authenticated identity.
-var errNoCaller = &atlasgate.UnavailableError{
-	Status: http.StatusUnauthorized,
-	Code:   "authentication_required",
-	Reason: "it acts as the calling user, and this request has no authenticated identity",
-	Remedy: "put atlasgate_auth (or another authentication handler) before atlasgate_proxy and the console",
+// noCallerRemedy is what to do when a per-user credential meets a request
+// without an authenticated identity.
+const noCallerRemedy = "put atlasgate_auth (or another authentication handler) before atlasgate_proxy and the console"
+
+// errNoCaller is a new error each time: the proxy fills in the credential name.
+func errNoCaller() error {
+	return &atlasgate.UnavailableError{
+		Status: http.StatusUnauthorized,
+		Code:   "authentication_required",
+		Reason: "it acts as the calling user, and this request has no authenticated identity",
+		Remedy: noCallerRemedy,
+	}
 }
 
 // manager returns the token manager for the request: the shared one, or the
@@ -228,7 +234,7 @@ func (c *OAuth) manager(ctx context.Context) (*tokenstore.Manager, error) {
 	}
 	who := caller(ctx)
 	if who == "" {
-		return nil, errNoCaller
+		return nil, errNoCaller()
 	}
 	sum := sha256.Sum256([]byte(who))
 	name := c.usersPrefix() + hex.EncodeToString(sum[:16])
@@ -273,6 +279,10 @@ func (c *OAuth) Target(ctx context.Context, path string) (*url.URL, error) {
 	if err != nil {
 		return nil, c.unavailable(err)
 	}
+	if ts.SiteURL != "" && ts.SiteURL != c.site.String() {
+		// The config now names another site than the one authorized.
+		return nil, c.unavailable(&tokenstore.ReauthError{Reason: "it was authorized for " + ts.SiteURL + ", and the configured site is now " + c.site.String()})
+	}
 	return exURL(c.apiBase, ts.CloudID, path), nil
 }
 
@@ -280,16 +290,22 @@ func (c *OAuth) unavailable(err error) error {
 	var re *tokenstore.ReauthError
 	remedy := "open the atlasgate console (" + c.consoleURL + ") and click Authorize"
 	switch {
-	case errors.Is(err, tokenstore.ErrUnauthorized) && c.PerUser:
+	case c.PerUser && (errors.Is(err, tokenstore.ErrUnauthorized) || errors.As(err, &re)):
+		reason := "you have not authorized the gateway to use your Atlassian account yet"
+		if re != nil {
+			reason = "your authorization must be renewed: " + re.Reason
+		}
 		return &atlasgate.UnavailableError{
 			Status: http.StatusForbidden, Code: "authorization_required",
-			Reason: "you have not authorized the gateway to use your Atlassian account yet",
-			Remedy: "open the link and click Authorize", Link: c.consoleURL + "/",
+			Reason: reason, Remedy: "open the link and click Authorize", Link: c.consoleURL + "/", Err: err,
 		}
 	case errors.Is(err, tokenstore.ErrUnauthorized):
 		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy}
 	case errors.As(err, &re):
 		return &atlasgate.UnavailableError{Reason: "it must be authorized again: " + re.Reason, Remedy: remedy, Err: err}
+	case errors.Is(err, tokenstore.ErrUnreadable):
+		return &atlasgate.UnavailableError{Reason: "its token set could not be read from storage",
+			Remedy: "check the storage and that every replica has the same encryption_key; the gateway log has the cause", Err: err}
 	}
 	return &atlasgate.UnavailableError{Reason: "its access token expired and could not be refreshed", Remedy: "the authorization server may be unreachable; the gateway keeps retrying", Err: err}
 }
@@ -327,6 +343,9 @@ func (c *OAuth) Reauthenticate(req *http.Request) error {
 	}
 	sent := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
 	if cur := mgr.Cached(); cur != nil && cur.AccessToken == sent {
+		// (The Manager bounds forced refreshes: a token refused for another
+		// reason, such as a missing scope, cannot make every request call
+		// the token endpoint.)
 		if _, err := mgr.ForceRefresh(req.Context(), cur); err != nil {
 			return c.unavailable(err)
 		}

@@ -33,7 +33,7 @@ func (c *OAuth) AuthCodeURL(state string) string {
 func (c *OAuth) CompleteAuthorization(ctx context.Context, code string) error {
 	mgr, err := c.manager(ctx)
 	if err != nil {
-		return fmt.Errorf("a per-user credential is authorized by an authenticated user: %s", errNoCaller.Remedy)
+		return fmt.Errorf("a per-user credential is authorized by an authenticated user: %s", noCallerRemedy)
 	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
 	tok, err := c.config.Exchange(ctx, code)
@@ -205,9 +205,12 @@ func (c *OAuth) Maintain(ctx context.Context) {
 }
 
 func (c *OAuth) keepAlive(ctx context.Context, mgr *tokenstore.Manager) {
-	ts, err := mgr.Token(ctx)
-	if err != nil {
-		return // unauthorized or needs reauthorization: nothing to keep alive
+	// Only a grant idle for keep_alive is refreshed here: a grant in use is
+	// refreshed by its requests (in the background, before expiry), and an
+	// idle one needs no fresh access token until someone calls.
+	ts, err := c.store.Load(ctx, mgr.Name)
+	if err != nil || ts.State != tokenstore.StateReady {
+		return // unauthorized, unreadable or needs reauthorization
 	}
 	keep := time.Duration(c.KeepAlive)
 	if keep <= 0 {
@@ -258,7 +261,7 @@ func (c *OAuth) Status(ctx context.Context) OAuthStatus {
 		return st
 	}
 	if err != nil {
-		st.State, st.Reason = tokenstore.StateNeedsReauthorization, err.Error()
+		st.State, st.Reason = "unreadable", err.Error()
 		return st
 	}
 	st.State, st.Reason, st.CloudID, st.Scopes = ts.State, ts.Reason, ts.CloudID, ts.Scopes

@@ -63,11 +63,45 @@ type Manager struct {
 	Now         func() time.Time
 	Logger      *zap.Logger
 
-	mu      sync.Mutex
-	cur     *TokenSet
-	checked time.Time
-	sf      singleflight.Group
+	mu       sync.Mutex
+	cur      *TokenSet
+	checked  time.Time
+	failedAt time.Time // last refresh that failed for a passing reason
+	failErr  error
+	forced   []time.Time // recent forced refreshes
+	sf       singleflight.Group
 }
+
+// maxForcedPerMinute bounds refreshes forced by upstream 401s: a token
+// refused for a reason a refresh cannot fix (a missing scope) must not make
+// every request call the token endpoint.
+const maxForcedPerMinute = 3
+
+// ErrTooManyForced means a forced refresh was refused by that bound.
+var ErrTooManyForced = errors.New("too many forced refreshes in the last minute: the upstream refuses fresh tokens too")
+
+func (m *Manager) allowForced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.now()
+	recent := m.forced[:0]
+	for _, f := range m.forced {
+		if t.Sub(f) < time.Minute {
+			recent = append(recent, f)
+		}
+	}
+	m.forced = recent
+	if len(m.forced) >= maxForcedPerMinute {
+		return false
+	}
+	m.forced = append(m.forced, t)
+	return true
+}
+
+// retryAfterFailure spaces refresh attempts after one failed for a passing
+// reason (network, 5xx), so that an unreachable authorization server is not
+// called by every request.
+const retryAfterFailure = 5 * time.Second
 
 func (m *Manager) now() time.Time {
 	if m.Now != nil {
@@ -181,6 +215,12 @@ func (m *Manager) sync(ctx context.Context, minGen uint64) (*TokenSet, error) {
 	if m.good(ts, minGen) {
 		return ts, nil
 	}
+	m.mu.Lock()
+	failedAt, failErr := m.failedAt, m.failErr
+	m.mu.Unlock()
+	if failErr != nil && m.now().Sub(failedAt) < retryAfterFailure {
+		return nil, failErr
+	}
 
 	lockCtx, cancel := context.WithTimeout(ctx, m.lockTimeout())
 	defer cancel()
@@ -216,6 +256,9 @@ func (m *Manager) sync(ctx context.Context, minGen uint64) (*TokenSet, error) {
 		return nil, m.markDead(ctx, ts, "the access token expired and the grant has no refresh token (was offline_access granted?)")
 	}
 
+	if minGen > 0 && m.usable(ts) && !m.allowForced() {
+		return nil, ErrTooManyForced
+	}
 	fresh, err := m.Refresh(ctx, ts)
 	var ge *GrantError
 	if errors.As(err, &ge) {
@@ -231,8 +274,15 @@ func (m *Manager) sync(ctx context.Context, minGen uint64) (*TokenSet, error) {
 	}
 	if err != nil {
 		m.logger().Warn("token refresh failed; will retry", zap.String("credential", m.Name), zap.Error(err))
-		return nil, fmt.Errorf("refreshing: %w", err)
+		err = fmt.Errorf("refreshing: %w", err)
+		m.mu.Lock()
+		m.failedAt, m.failErr = m.now(), err
+		m.mu.Unlock()
+		return nil, err
 	}
+	m.mu.Lock()
+	m.failErr = nil
+	m.mu.Unlock()
 
 	next := *ts
 	next.AccessToken, next.Expiry = fresh.AccessToken, fresh.Expiry

@@ -319,6 +319,52 @@ func TestTransientFailureKeepsServingValidToken(t *testing.T) {
 	}
 }
 
+// An unreachable authorization server is not called by every request.
+func TestFailedRefreshBacksOff(t *testing.T) {
+	st, _, c := setup(t)
+	var calls atomic.Int64
+	m := &Manager{Store: st, Name: "jira", Now: c.Now, Refresh: func(context.Context, *TokenSet) (*TokenSet, error) {
+		calls.Add(1)
+		return nil, errors.New("connection refused")
+	}}
+	c.Advance(2 * time.Hour)
+	for i := 0; i < 20; i++ {
+		if _, err := m.Token(context.Background()); err == nil {
+			t.Fatal("an expired token was served")
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d refresh calls within the back-off, want 1", calls.Load())
+	}
+	c.Advance(retryAfterFailure)
+	m.Token(context.Background())
+	if calls.Load() != 2 {
+		t.Fatalf("%d refresh calls after the back-off, want 2", calls.Load())
+	}
+}
+
+// Upstream 401s on fresh tokens (a missing scope) cannot make every request
+// refresh: forced refreshes are bounded.
+func TestForcedRefreshesAreBounded(t *testing.T) {
+	st, srv, c := setup(t)
+	m := newManager(st, srv, c)
+	for i := 0; i < 10; i++ {
+		cur, err := m.Token(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.ForceRefresh(context.Background(), cur)
+	}
+	if srv.calls.Load() != maxForcedPerMinute {
+		t.Fatalf("%d refresh calls for 10 forced refreshes within a minute, want %d", srv.calls.Load(), maxForcedPerMinute)
+	}
+	c.Advance(time.Minute)
+	cur, _ := m.Token(context.Background())
+	if _, err := m.ForceRefresh(context.Background(), cur); err != nil {
+		t.Fatalf("after a minute: %v", err)
+	}
+}
+
 func TestStoreEncryption(t *testing.T) {
 	dir := t.TempDir()
 	fsStore := &certmagic.FileStorage{Path: dir}

@@ -62,6 +62,10 @@ const (
 // ErrNotFound means no token set is stored under the name.
 var ErrNotFound = errors.New("no token set stored")
 
+// ErrUnreadable wraps failures to read a stored token set: storage errors,
+// another encryption key, corrupt or tampered data.
+var ErrUnreadable = errors.New("token set unreadable")
+
 // Store reads and writes encrypted token sets in certmagic storage.
 type Store struct {
 	storage certmagic.Storage
@@ -123,24 +127,24 @@ func (s *Store) Load(ctx context.Context, name string) (*TokenSet, error) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading token set %q: %w", name, err)
+		return nil, fmt.Errorf("%w: loading token set %q: %w", ErrUnreadable, name, err)
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("token set %q is corrupt: %v", name, err)
+		return nil, fmt.Errorf("%w: token set %q is corrupt: %v", ErrUnreadable, name, err)
 	}
 	if env.KeyID != s.keyID {
-		return nil, fmt.Errorf("token set %q was encrypted with another key (key id %s, configured key id %s)", name, env.KeyID, s.keyID)
+		return nil, fmt.Errorf("%w: token set %q was encrypted with another key (key id %s, configured key id %s)", ErrUnreadable, name, env.KeyID, s.keyID)
 	}
 	// The storage key is authenticated data: a token set copied to another
 	// name does not decrypt.
 	plain, err := s.aead.Open(nil, env.Nonce, env.Ciphertext, []byte(s.Key(name)))
 	if err != nil {
-		return nil, fmt.Errorf("token set %q does not decrypt: wrong key or tampered data", name)
+		return nil, fmt.Errorf("%w: token set %q does not decrypt: wrong key or tampered data", ErrUnreadable, name)
 	}
 	var ts TokenSet
 	if err := json.Unmarshal(plain, &ts); err != nil {
-		return nil, fmt.Errorf("token set %q is corrupt: %v", name, err)
+		return nil, fmt.Errorf("%w: token set %q is corrupt: %v", ErrUnreadable, name, err)
 	}
 	return &ts, nil
 }
