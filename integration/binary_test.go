@@ -16,34 +16,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// caddyBinary returns the atlasgate Caddy binary: $ATLASGATE_CADDY (what
-// `make test` builds with xcaddy) or, for a plain `go test`, a build of cmd/caddy.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("ATLASGATE_CADDY"); p != "" {
-			binPath = p
-			return
-		}
-		binPath = filepath.Join(workDir, "caddy")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/caddy").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// caddyBinary returns the atlasgate Caddy binary (see itest.CaddyBinary).
+func caddyBinary(t *testing.T) string { return itest.CaddyBinary(t, workDir) }
 
 // caddyCmd runs the binary with a clean environment plus env.
 func caddyCmd(t *testing.T, dir string, env []string, args ...string) *exec.Cmd {

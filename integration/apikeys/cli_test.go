@@ -7,39 +7,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// caddyBinary returns $ATLASGATE_CADDY (what `make test` builds with xcaddy)
-// or a fresh `go build ./cmd/caddy` from the repository root.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("ATLASGATE_CADDY"); p != "" {
-			binPath = p
-			return
-		}
-		binPath = filepath.Join(workDir, "caddy")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/caddy")
-		cmd.Dir = filepath.Join("..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// caddyBinary returns the atlasgate Caddy binary (see itest.CaddyBinary).
+func caddyBinary(t *testing.T) string { return itest.CaddyBinary(t, workDir) }
 
 // cli runs `caddy atlasgate-api-key <args>` against the gateway's admin API
 // (given through CADDY_ADMIN, the documented default of --address).

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/atlasgate/atlasgate/integration/itest"
 	"github.com/atlasgate/atlasgate/modules/console"
 )
 
@@ -83,32 +81,8 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// caddyBinary returns the atlasgate Caddy binary: $ATLASGATE_CADDY (what
-// `make test` builds) or a fresh build of cmd/caddy.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("ATLASGATE_CADDY"); p != "" {
-			binPath = p
-			return
-		}
-		binPath = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/caddy").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// caddyBinary returns the atlasgate Caddy binary (see itest.CaddyBinary).
+func caddyBinary(t *testing.T) string { return itest.CaddyBinary(t, dir) }
 
 func TestCLI(t *testing.T) {
 	authorizeOverHTTP(t)

@@ -8,7 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,4 +79,35 @@ func Reload(adminPort int, cf string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// CaddyBinary returns the atlasgate Caddy binary for tests that run it as a
+// process: $ATLASGATE_CADDY (what `make test` builds with xcaddy) or, for a
+// plain `go test`, one build of cmd/caddy into dir, shared by the package.
+func CaddyBinary(t testing.TB, dir string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("ATLASGATE_CADDY"); p != "" {
+			binPath = p
+			return
+		}
+		_, self, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(self), "..", "..")
+		binPath = filepath.Join(dir, "caddy")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/caddy")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
 }

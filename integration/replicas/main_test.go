@@ -26,6 +26,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/integration/itest"
 	"github.com/atlasgate/atlasgate/modules/credentials"
 )
 
@@ -114,32 +115,8 @@ func total(m map[string]int) int {
 	return n
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary returns the atlasgate Caddy binary: $ATLASGATE_CADDY (what `make
-// test` builds) or a fresh build of cmd/caddy.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("ATLASGATE_CADDY"); p != "" {
-			binPath = p
-			return
-		}
-		binPath = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/caddy").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// binary returns the atlasgate Caddy binary (see itest.CaddyBinary).
+func binary(t *testing.T) string { return itest.CaddyBinary(t, dir) }
 
 // replica is one gateway process.
 type replica struct {
