@@ -28,8 +28,10 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 <title>{{.}} – atlasgate</title>
 <style>
 body { font-family: system-ui, sans-serif; color: #172b4d; margin: 2rem; }
-table { border-collapse: collapse; }
-th, td { text-align: left; padding: .4rem .8rem; border-bottom: 1px solid #dfe1e6; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #dfe1e6; vertical-align: top; }
+td { overflow-wrap: break-word; }
+.state, button { white-space: nowrap; }
 .state { font-weight: bold; }
 .ready { color: #006644; } .unauthorized, .needs_reauthorization { color: #bf2600; } .refreshing { color: #974f0c; }
 .warning { color: #974f0c; }
