@@ -24,7 +24,7 @@ func init() {
 Asks the running gateway's admin API (GET /atlasgate/credentials) for every
 configured Atlassian credential and prints a table: name, type, state,
 access-token expiry (OAuth), and warnings. OAuth credentials are in one of the
-states unauthorized, ready, refreshing or needs_reauthorization (with the
+states unauthorized, ready, needs_reauthorization or unreadable (with the
 reason); per-user OAuth credentials show how many callers have authorized;
 the others (api_token, bearer, ...) have no state and show "-".
 A credential that is unauthorized or needs reauthorization is fixed in the

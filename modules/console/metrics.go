@@ -29,12 +29,12 @@ type stateCollector struct {
 	state, expiry, users *prometheus.Desc
 }
 
-var allStates = []string{tokenstore.StateUnauthorized, tokenstore.StateReady, tokenstore.StateRefreshing, tokenstore.StateNeedsReauthorization}
+var allStates = []string{tokenstore.StateUnauthorized, tokenstore.StateReady, tokenstore.StateUnreadable, tokenstore.StateNeedsReauthorization}
 
 func newStateCollector() *stateCollector {
 	return &stateCollector{
 		state: prometheus.NewDesc("atlasgate_credential_state",
-			"State of each OAuth credential: 1 for the current state (unauthorized, ready, refreshing, needs_reauthorization), 0 for the others.",
+			"State of each OAuth credential: 1 for the current state (unauthorized, ready, needs_reauthorization, unreadable), 0 for the others.",
 			[]string{"credential", "state"}, nil),
 		expiry: prometheus.NewDesc("atlasgate_credential_grant_expiry_timestamp_seconds",
 			"When each authorized OAuth credential's grant reaches Atlassian's 365-day absolute expiry (Unix time).",

@@ -33,7 +33,7 @@ th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #dfe1e
 td { overflow-wrap: break-word; }
 .state, button { white-space: nowrap; }
 .state { font-weight: bold; }
-.ready { color: #006644; } .unauthorized, .needs_reauthorization { color: #bf2600; } .refreshing { color: #974f0c; }
+.ready { color: #006644; } .unauthorized, .needs_reauthorization { color: #bf2600; } .unreadable { color: #974f0c; }
 .warning { color: #974f0c; }
 button { padding: .3rem 1rem; }
 </style>

@@ -261,7 +261,7 @@ func (c *OAuth) Status(ctx context.Context) OAuthStatus {
 		return st
 	}
 	if err != nil {
-		st.State, st.Reason = "unreadable", err.Error()
+		st.State, st.Reason = tokenstore.StateUnreadable, err.Error()
 		return st
 	}
 	st.State, st.Reason, st.CloudID, st.Scopes = ts.State, ts.Reason, ts.CloudID, ts.Scopes

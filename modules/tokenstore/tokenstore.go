@@ -55,7 +55,7 @@ type TokenSet struct {
 const (
 	StateUnauthorized         = "unauthorized"
 	StateReady                = "ready"
-	StateRefreshing           = "refreshing"
+	StateUnreadable           = "unreadable" // reported, never stored: the set cannot be read
 	StateNeedsReauthorization = "needs_reauthorization"
 )
 
