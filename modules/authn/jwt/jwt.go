@@ -154,6 +154,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		return err
 	}
 	j.logger = ctx.Logger()
+	j.resolvePlaceholders()
 	if err := j.applyPreset(); err != nil {
 		return err
 	}
@@ -171,6 +172,28 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	j.cache = authn.NewCache[*authn.Identity](j.CacheSize)
 	j.cache.SetClock(func() time.Time { return now() })
 	return nil
+}
+
+// resolvePlaceholders expands global placeholders ({env.*}, {file.*}) in the
+// options that name things — none of them is a secret — so that a tenant id or
+// an audience can come from the environment like everything else.
+func (j *JWT) resolvePlaceholders() {
+	repl := caddy.NewReplacer()
+	r := func(v string) string { return repl.ReplaceKnown(v, "") }
+	if j.Preset != nil {
+		for i, a := range j.Preset.Args {
+			j.Preset.Args[i] = r(a)
+		}
+	}
+	j.Issuer, j.JWKSURI = r(j.Issuer), r(j.JWKSURI)
+	for i, a := range j.Audiences {
+		j.Audiences[i] = r(a)
+	}
+	for i := range j.RequireClaims {
+		for k, v := range j.RequireClaims[i].Values {
+			j.RequireClaims[i].Values[k] = r(v)
+		}
+	}
 }
 
 // compile checks the options and applies the defaults.
