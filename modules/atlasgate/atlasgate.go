@@ -229,3 +229,18 @@ func (auditModule) CaddyModule() caddy.ModuleInfo {
 // AuditLogger returns the logger of audit events (decisions, authorizations,
 // admin actions), named `atlasgate.audit`.
 func AuditLogger(ctx caddy.Context) *zap.Logger { return ctx.Logger(auditModule{}) }
+
+// Running returns the atlasgate app of the running config, for admin API
+// routes and metric collectors, which live outside any one config. It fails
+// when the running config has no atlasgate app.
+func Running() (*App, error) {
+	a, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	if err != nil {
+		return nil, fmt.Errorf("the atlasgate app is not configured")
+	}
+	app, ok := a.(*App)
+	if !ok {
+		return nil, fmt.Errorf("the atlasgate app has unexpected type %T", a)
+	}
+	return app, nil
+}

@@ -19,6 +19,12 @@ type ErrorBody struct {
 
 // WriteError writes body as a JSON error response with the given status.
 func WriteError(w http.ResponseWriter, status int, body ErrorBody) {
+	WriteJSON(w, status, body)
+}
+
+// WriteJSON writes a JSON answer of the gateway's own (an error or a
+// decision), never cached and never sniffed as another type.
+func WriteJSON(w http.ResponseWriter, status int, body any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")

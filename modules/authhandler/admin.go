@@ -73,11 +73,10 @@ func handleTestToken(w http.ResponseWriter, r *http.Request) error {
 	if req.Token == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("token: required")}
 	}
-	appIface, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	app, err := atlasgate.Running()
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("the atlasgate app is not configured")}
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: err}
 	}
-	app := appIface.(*atlasgate.App)
 	names := app.AuthenticatorNames()
 	if req.Authenticator != "" {
 		names = []string{req.Authenticator}

@@ -43,13 +43,9 @@ func handleCredentials(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: use GET")}
 	}
-	appIface, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	app, err := atlasgate.Running()
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("the atlasgate app is not configured")}
-	}
-	app, ok := appIface.(*atlasgate.App)
-	if !ok {
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("unexpected atlasgate app type %T", appIface)}
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: err}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -54,12 +54,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	appIface, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	app, err := atlasgate.Running()
 	if err != nil {
-		return
-	}
-	app, ok := appIface.(*atlasgate.App)
-	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

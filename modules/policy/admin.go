@@ -115,10 +115,7 @@ func handleExplain(w http.ResponseWriter, r *http.Request) error {
 	if len(policies) == 0 {
 		return apiErr(http.StatusNotFound, "no atlasgate_policy %sin the running config", orEmpty(req.Policy))
 	}
-	var app *atlasgate.App
-	if a, err := caddy.ActiveContext().AppIfConfigured("atlasgate"); err == nil {
-		app = a.(*atlasgate.App)
-	}
+	app, _ := atlasgate.Running() // nil without one: explain then checks no credentials
 	out := make([]Explanation, 0, len(policies))
 	for _, p := range policies {
 		ex, err := Explain(r.Context(), p, app, req)

@@ -1,9 +1,7 @@
 package policy
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -119,4 +117,3 @@ func (m *metrics) rateLimited(scope string) {
 	}
 }
 
-func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

@@ -332,14 +332,9 @@ func ruleOrNone(r string) string {
 	return r
 }
 
+// writeJSON answers like atlasgate.WriteError, with the policy's own fields.
 func writeJSON(w http.ResponseWriter, status int, body errorBody) {
-	// Same headers as atlasgate.WriteError, with the policy's own fields.
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = jsonEncode(w, body)
+	atlasgate.WriteJSON(w, status, body)
 }
 
 // Interface guards

@@ -110,13 +110,9 @@ func audit(msg, authenticator string, k KeyInfo, r *http.Request, extra ...zap.F
 
 // authenticator finds the named api_key authenticator in the running config.
 func authenticator(name string) (*APIKey, error) {
-	appAny, err := caddy.ActiveContext().AppIfConfigured("atlasgate")
+	app, err := atlasgate.Running()
 	if err != nil {
-		return nil, apiError(http.StatusNotFound, fmt.Errorf("the atlasgate app is not configured: %w", err))
-	}
-	app, ok := appAny.(*atlasgate.App)
-	if !ok {
-		return nil, apiError(http.StatusInternalServerError, fmt.Errorf("the atlasgate app has type %T", appAny))
+		return nil, apiError(http.StatusNotFound, err)
 	}
 	au, ok := app.Authenticator(name)
 	if !ok {
