@@ -116,4 +116,3 @@ func (m *metrics) rateLimited(scope string) {
 		m.limited.WithLabelValues(scope).Inc()
 	}
 }
-
