@@ -1,0 +1,105 @@
+package handover
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l := listen(t)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Real Caddy, reloaded 60 times through its admin API while four clients
+// open a new connection for every request: with atlasgate_handover no
+// request is dropped by the old server's shutdown (EOF). A reset by the
+// kernel (a connection queued on the closed socket) is counted apart; with
+// net.ipv4.tcp_migrate_req=1 there may be none either.
+func TestReloadsDropNoNewConnection(t *testing.T) {
+	admin, port := freePort(t), freePort(t)
+	config := func(gen int) string {
+		return fmt.Sprintf(`{"admin":{"listen":"127.0.0.1:%d"},"logging":{"logs":{"default":{"level":"ERROR"}}},
+"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"listener_wrappers":[{"wrapper":"atlasgate_handover"}],
+"routes":[{"handle":[{"handler":"static_response","body":"generation %d"}]}]}}}}}`, admin, port, gen)
+	}
+	if err := caddy.Load([]byte(config(0)), true); err != nil {
+		t.Fatal(err)
+	}
+	defer caddy.Stop()
+
+	var mu sync.Mutex
+	var ok, eof, reset int
+	var other []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+				mu.Lock()
+				switch {
+				case err == nil && resp.StatusCode == 200:
+					ok++
+				case errors.Is(err, syscall.ECONNRESET):
+					reset++
+				case err != nil && errors.Is(err, io.EOF):
+					eof++
+				case err != nil:
+					other = append(other, err.Error())
+				default:
+					other = append(other, resp.Status)
+				}
+				mu.Unlock()
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	handed := HandedOver()
+	for gen := 1; gen <= 60; gen++ {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/load", admin), "application/json", strings.NewReader(config(gen)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("reload %d: %d %s", gen, resp.StatusCode, b)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d answered, %d handed over to the newer configuration, %d reset by the kernel, %d EOF", ok, HandedOver()-handed, reset, eof)
+	if eof != 0 || len(other) != 0 {
+		t.Errorf("%d requests dropped (EOF) and %d other failures %v across 60 reloads", eof, len(other), other)
+	}
+	if b, _ := os.ReadFile(migrateReqPath); strings.TrimSpace(string(b)) == "1" && reset != 0 {
+		t.Errorf("%d connections reset although net.ipv4.tcp_migrate_req=1", reset)
+	}
+	if ok < 100 {
+		t.Errorf("only %d requests answered", ok)
+	}
+}
