@@ -127,4 +127,3 @@ func TestAnsweredOrLastConnectionCloses(t *testing.T) {
 		})
 	}
 }
-
