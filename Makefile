@@ -3,7 +3,7 @@ GO      ?= go
 CADDY   := bin/caddy
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo test vet fuzz bench clean
+.PHONY: build dev run demo test vet fuzz bench bench-reload clean
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -47,6 +47,18 @@ bench: $(CADDY)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
 	$(GO) run ./cmd/atlasbench -caddy $(CADDY)
 	$(GO) test -run '^$$' -bench . -benchmem ./modules/...
+
+# Reload soak: N reloads under load (GET/POST, new and kept-alive connections),
+# failures printed by cause, for stock Caddy, the gateway, and the gateway with
+# atlasgate_handover; again in a private network namespace with
+# net.ipv4.tcp_migrate_req=1 when run as root.
+RELOADS ?= 100
+bench-reload: $(CADDY)
+	$(GO) build -o bin/atlasbench ./cmd/atlasbench
+	bin/atlasbench -caddy $(CADDY) -reloads $(RELOADS)
+	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v ip >/dev/null; then \
+		bin/atlasbench -caddy $(CADDY) -reloads $(RELOADS) -migrate-netns; \
+	else echo "(not root, or no unshare/ip: skipped the run with net.ipv4.tcp_migrate_req=1)"; fi
 
 clean:
 	rm -rf bin .demo

@@ -64,6 +64,9 @@ type target struct {
 	site   string // the site block's body
 	app    bool   // whether the config has the atlasgate app (credential jira)
 	apiKey bool   // whether the app has the api_key authenticator "keys" and requests carry a key
+	// handover puts the atlasgate_handover listener wrapper on the server
+	// (the reload soak compares with and without it).
+	handover bool
 }
 
 // The configs share the global options; only the site and the atlasgate app
@@ -75,7 +78,13 @@ const configTemplate = `{
 		level ERROR
 	}
 	storage file_system {{.Dir}}/storage
-{{if .App}}	atlasgate {
+{{if .Handover}}	servers {
+		listener_wrappers {
+			atlasgate_handover
+			tls
+		}
+	}
+{{end}}{{if .App}}	atlasgate {
 		credential jira api_token {
 			site {{.Site}}
 			email {{.Email}}
@@ -88,7 +97,8 @@ const configTemplate = `{
 
 http://:{{.Port}} {
 	bind 127.0.0.1
-{{.Body}}
+{{if .Gen}}	header X-Config-Generation {{.Gen}}
+{{end}}{{.Body}}
 }
 `
 
@@ -133,14 +143,15 @@ func otherRules() string {
 	return b.String()
 }
 
-// caddyfile renders the target's config.
-func (t target) caddyfile(e *benchEnv, dir string, port, adminPort int) (string, error) {
+// caddyfile renders the target's config; a generation above 0 (the reload
+// soak) makes each reload's config differ, so Caddy does not skip it.
+func (t target) caddyfile(e *benchEnv, dir string, port, adminPort, gen int) (string, error) {
 	site := e.sim.URL(atlassim.HostSite)
 	data := map[string]any{
 		"AdminPort": adminPort, "Port": port, "Dir": dir, "CA": e.caFile,
 		"Site": site, "SiteHost": strings.TrimPrefix(site, "https://"), "Email": atlassim.DemoEmail,
 		"Basic": "Basic " + base64.StdEncoding.EncodeToString([]byte(atlassim.DemoEmail+":"+atlassim.DemoAPIToken)),
-		"App":   t.app, "APIKey": t.apiKey, "Owner": keyOwner,
+		"App":   t.app, "APIKey": t.apiKey, "Owner": keyOwner, "Handover": t.handover, "Gen": gen,
 	}
 	if t.apiKey {
 		data["OtherRules"] = otherRules()
@@ -156,12 +167,16 @@ func (t target) caddyfile(e *benchEnv, dir string, port, adminPort int) (string,
 
 // caddyProc is a running `caddy run`.
 type caddyProc struct {
-	cmd     *exec.Cmd
-	url     string
-	admin   string // the admin API's base URL
-	logPath string // stdout and stderr
-	done    chan struct{}
-	waitErr error
+	env             *benchEnv
+	target          target
+	dir             string
+	port, adminPort int
+	cmd             *exec.Cmd
+	url             string
+	admin           string // the admin API's base URL
+	logPath         string // stdout and stderr
+	done            chan struct{}
+	waitErr         error
 }
 
 // startCaddy writes the config and starts Caddy on free ports, in its own
@@ -176,7 +191,7 @@ func startCaddy(ctx context.Context, e *benchEnv, bin string, t target) (*caddyP
 	if err != nil {
 		return nil, err
 	}
-	cf, err := t.caddyfile(e, dir, port, adminPort)
+	cf, err := t.caddyfile(e, dir, port, adminPort, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +204,7 @@ func startCaddy(ctx context.Context, e *benchEnv, bin string, t target) (*caddyP
 		return nil, err
 	}
 	defer logFile.Close() // Caddy has its own descriptor
-	c := &caddyProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), logPath: logFile.Name(), done: make(chan struct{})}
+	c := &caddyProc{env: e, target: t, dir: dir, port: port, adminPort: adminPort, url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), logPath: logFile.Name(), done: make(chan struct{})}
 	c.cmd = exec.Command(bin, "run", "--config", cfPath, "--adapter", "caddyfile")
 	// Caddy keeps its instance ID and autosave under XDG dirs: keep them in
 	// the temporary directory too.

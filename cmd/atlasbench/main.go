@@ -80,13 +80,19 @@ func run() int {
 	flag.DurationVar(&p.duration, "duration", 15*time.Second, "length of each saturation run (whole seconds)")
 	flag.IntVar(&p.rate, "rate", 500, "requests per second of the fixed-rate run ("+fixedDuration.String()+")")
 	flag.IntVar(&p.connections, "connections", 32, "connections of the saturation run")
+	reloads := flag.Int("reloads", 0, "run the reload soak instead: this many reloads under load per configuration")
+	clients := flag.Int("clients", 2, "reload soak: clients of each kind (GET/POST, new/kept-alive connections)")
+	netns := flag.Bool("migrate-netns", false, "reload soak: run in a private network namespace with net.ipv4.tcp_migrate_req=1 (needs root, unshare and ip)")
 	flag.Parse()
+	if *netns && os.Getenv(netnsEnv) == "" {
+		return reexecInNetns()
+	}
 	if p.duration < time.Second || p.rate < 1 || p.connections < 2 {
 		fmt.Fprintln(os.Stderr, "atlasbench: need -duration ≥ 1s, -rate ≥ 1 and -connections ≥ 2")
 		return 2
 	}
 	var err error
-	if p.wrkBin, err = exec.LookPath("wrk"); err != nil {
+	if p.wrkBin, err = exec.LookPath("wrk"); err != nil && *reloads == 0 {
 		fmt.Fprintln(os.Stderr, "atlasbench: wrk is not on PATH; install it with `apt-get install -y wrk` (Debian/Ubuntu)")
 		return 1
 	}
@@ -108,6 +114,25 @@ func run() int {
 		return 1
 	}
 	defer env.close()
+
+	if *reloads > 0 {
+		var results []*soakResult
+		handover := fullTarget
+		handover.name, handover.handover = "full+handover", true
+		for _, t := range []target{plainTarget, fullTarget, handover} {
+			r, err := reloadSoak(ctx, env, p.caddyBin, t, *reloads, max(1, *clients))
+			if ctx.Err() != nil {
+				return 130
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "atlasbench: %s: %v\n", t.name, err)
+				return 1
+			}
+			results = append(results, r)
+		}
+		printSoak(os.Stdout, results)
+		return 0
+	}
 
 	var results []*result
 	for _, t := range []target{plainTarget, gatewayTarget, fullTarget} {
@@ -173,6 +198,30 @@ func bench(ctx context.Context, env *benchEnv, p params, t target) (*result, err
 		return nil, fmt.Errorf("Caddy failed during the runs: %v\n--- Caddy output ---\n%s", err, c.output())
 	}
 	return r, nil
+}
+
+// netnsEnv marks the re-executed atlasbench inside its network namespace.
+const netnsEnv = "ATLASBENCH_IN_NETNS"
+
+// reexecInNetns runs atlasbench again in a new network namespace whose
+// loopback is up and whose tcp_migrate_req is 1: the setting an operator can
+// choose for the gateway's namespace (it is per namespace), shown side by side
+// with the machine's own.
+func reexecInNetns() int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atlasbench:", err)
+		return 1
+	}
+	cmd := exec.Command("unshare", append([]string{"-n", "sh", "-c",
+		`ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 && exec "$0" "$@"`, self}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "atlasbench: in a private network namespace (needs root, unshare and ip): %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // checkOK requires one 200 response before anything is measured.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 )
 
@@ -125,5 +126,18 @@ func TestAnsweredOrLastConnectionCloses(t *testing.T) {
 				t.Fatal("connection was handed over")
 			}
 		})
+	}
+}
+
+func TestCaddyfile(t *testing.T) {
+	for in, wantErr := range map[string]bool{
+		"atlasgate_handover":            false,
+		"atlasgate_handover now":        true,
+		"atlasgate_handover {\n x\n}\n": true,
+	} {
+		err := new(Wrapper).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in))
+		if (err != nil) != wantErr || (err != nil && !strings.Contains(err.Error(), "atlasgate_handover takes no options")) {
+			t.Errorf("%q: error %v, want error %v", in, err, wantErr)
+		}
 	}
 }
