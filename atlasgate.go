@@ -13,6 +13,7 @@ import (
 	_ "github.com/atlasgate/atlasgate/modules/console"
 	_ "github.com/atlasgate/atlasgate/modules/credentials"
 	_ "github.com/atlasgate/atlasgate/modules/handover"
+	_ "github.com/atlasgate/atlasgate/modules/logbuffer"
 	_ "github.com/atlasgate/atlasgate/modules/policy"
 	_ "github.com/atlasgate/atlasgate/modules/proxy"
 )
