@@ -152,7 +152,7 @@ func (c *caddyProc) reload(gen int) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.Post(c.admin+"/load", "text/caddyfile", strings.NewReader(cf))
+	resp, err := adminClient.Post(c.admin+"/load", "text/caddyfile", strings.NewReader(cf))
 	if err != nil {
 		return err
 	}
@@ -163,6 +163,11 @@ func (c *caddyProc) reload(gen int) error {
 	}
 	return nil
 }
+
+// adminClient opens a connection per reload, as `caddy reload` does: Caddy
+// replaces its admin server on a config change, which closes kept-alive
+// connections, and a POST written on one as it closes would fail.
+var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // send does one request and reports its status; reused, when not nil, tells
 // whether it went on a kept-alive connection.
