@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -152,9 +153,21 @@ func (c *caddyProc) reload(gen int) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminClient.Post(c.admin+"/load", "text/caddyfile", strings.NewReader(cf))
-	if err != nil {
-		return err
+	var resp *http.Response
+	for attempt := 1; ; attempt++ {
+		resp, err = adminClient.Post(c.admin+"/load", "text/caddyfile", strings.NewReader(cf))
+		// Caddy replaces its admin server on every load too (without a
+		// hand-over), so a reload sent right after the previous one can meet
+		// the closing admin socket. Such a /load was never processed: send it
+		// again, as an operator's script should.
+		if err != nil && attempt < 5 && connectionLevel(err) {
+			adminRetries.Add(1)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -168,6 +181,14 @@ func (c *caddyProc) reload(gen int) error {
 // replaces its admin server on a config change, which closes kept-alive
 // connections, and a POST written on one as it closes would fail.
 var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// adminRetries counts /load requests sent again (see reload).
+var adminRetries atomic.Int64
+
+// connectionLevel reports an error before any response byte on a connection.
+func connectionLevel(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF)
+}
 
 // send does one request and reports its status; reused, when not nil, tells
 // whether it went on a kept-alive connection.
@@ -240,5 +261,6 @@ func printSoak(w io.Writer, results []*soakResult) {
 			}
 		}
 	}
-	fmt.Fprintln(w, "\nOnly \""+causeStatus+"\" is the gateway's own; the other causes are explained in docs/operator-guide.md (Reloads).")
+	fmt.Fprintf(w, "\nadmin API: %d /load requests sent again after a connection-level error (Caddy restarts its admin server on every load)\n", adminRetries.Load())
+	fmt.Fprintln(w, "Only \""+causeStatus+"\" is the gateway's own; the other causes are explained in docs/operator-guide.md (Reloads).")
 }
