@@ -29,7 +29,7 @@ import (
 const (
 	causeKernelReset = "new connection reset (kernel: queued on the closed socket)"
 	causeDropped     = "new connection closed unanswered (net/http: read after Shutdown began)"
-	causeKeepAlive   = "kept-alive connection closed by the old server (client retries GET itself)"
+	causeKeepAlive   = "kept-alive connection closed by the old server (clients retry it only for idempotent requests)"
 	causeStatus      = "unexpected HTTP status (the gateway's answer)"
 	causeOther       = "other"
 )
