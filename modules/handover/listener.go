@@ -1,7 +1,6 @@
 package handover
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -130,7 +129,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if !ok {
 			return nil, l.acceptErr()
 		}
-		return &conn{Conn: c, owner: l}, nil
+		return newConn(c, l), nil
 	case c := <-l.hub.rescued:
 		if l.closed.Load() {
 			if !l.hub.handOver(c) {
@@ -140,7 +139,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		// Wrapped again: should this server be replaced before it answers,
 		// the connection moves on once more.
-		return &conn{Conn: c, owner: l}, nil
+		return newConn(c, l), nil
 	case <-l.done:
 		return nil, net.ErrClosed
 	}
@@ -164,90 +163,6 @@ func (l *listener) Close() error {
 		_, _ = hubs.Delete(l.key)
 	})
 	return err
-}
-
-// conn records what the server read until its first write, so that a
-// connection closed unanswered can be replayed to a newer server.
-type conn struct {
-	net.Conn
-	owner    *listener
-	mu       sync.Mutex
-	recorded []byte
-	spoiled  bool // wrote, read an error, or read too much: never replayed
-	closed   bool
-}
-
-func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	if !c.spoiled {
-		if err != nil || len(c.recorded)+n > maxRecorded {
-			c.spoil()
-		} else {
-			c.recorded = append(c.recorded, p[:n]...)
-		}
-	}
-	c.mu.Unlock()
-	return n, err
-}
-
-func (c *conn) Write(p []byte) (int, error) {
-	c.markWritten()
-	return c.Conn.Write(p)
-}
-
-// ReadFrom keeps the kernel's sendfile/splice path for file responses.
-func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	c.markWritten()
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(c.Conn, r)
-}
-
-// CloseWrite lets net/http send its FIN before lingering on a bad request.
-func (c *conn) CloseWrite() error {
-	c.markWritten()
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-func (c *conn) markWritten() {
-	c.mu.Lock()
-	c.spoil()
-	c.mu.Unlock()
-}
-
-// spoil is called with mu held.
-func (c *conn) spoil() {
-	c.spoiled = true
-	c.recorded = nil
-}
-
-// Close replays the connection to a newer listener when the server closes it
-// without having written a byte and a newer listener is open; this is exactly
-// the request net/http drops after Shutdown began. Otherwise it closes.
-func (c *conn) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
-	}
-	c.closed = true
-	replay := !c.spoiled && c.owner.hub.newerThan(c.owner)
-	recorded := c.recorded
-	c.recorded = nil
-	c.mu.Unlock()
-	if replay && c.owner.hub.handOver(&replayed{Conn: c.Conn, pending: recorded}) {
-		if ce := c.owner.logger.Check(zap.DebugLevel, "connection handed to the newer configuration"); ce != nil {
-			ce.Write(zap.String("remote", c.RemoteAddr().String()), zap.Int("replayed_bytes", len(recorded)))
-		}
-		handedOver.Add(1)
-		return nil
-	}
-	return c.Conn.Close()
 }
 
 // handedOver counts replayed connections (for tests and the reload soak).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strings"
 	"sync"
@@ -23,12 +24,14 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Real Caddy, reloaded 60 times through its admin API while four clients
-// open a new connection for every request: with atlasgate_handover no
-// request is dropped by the old server's shutdown (EOF). A reset by the
-// kernel (a connection queued on the closed socket) is counted apart; with
-// net.ipv4.tcp_migrate_req=1 there may be none either.
-func TestReloadsDropNoNewConnection(t *testing.T) {
+// Real Caddy, reloaded 60 times through its admin API while clients send
+// GETs on new connections and POSTs on kept-alive ones: with
+// atlasgate_handover no request is dropped by the old server's shutdown —
+// neither a new connection's (EOF) nor a kept-alive one's (EOF or reset on a
+// reused connection). A reset of a new connection by the kernel (queued on
+// the closed socket) is counted apart; with net.ipv4.tcp_migrate_req=1 there
+// may be none either.
+func TestReloadsDropNoRequest(t *testing.T) {
 	admin, port := freePort(t), freePort(t)
 	config := func(gen int) string {
 		return fmt.Sprintf(`{"admin":{"listen":"127.0.0.1:%d"},"logging":{"logs":{"default":{"level":"ERROR"}}},
@@ -41,26 +44,40 @@ func TestReloadsDropNoNewConnection(t *testing.T) {
 	defer caddy.Stop()
 
 	var mu sync.Mutex
-	var ok, eof, reset int
+	var ok, eof, reset, keepAliveLost int
 	var other []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 {
+	for i := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			keepAlive := i%2 == 1
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: !keepAlive}}
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+				var reused bool
+				req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+				if keepAlive {
+					req, _ = http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/", port), strings.NewReader("{}"))
+				}
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+					GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+				}))
+				resp, err := client.Do(req)
 				mu.Lock()
 				switch {
 				case err == nil && resp.StatusCode == 200:
 					ok++
+				case err != nil && reused:
+					keepAliveLost++
+					if keepAliveLost < 4 {
+						other = append(other, "kept-alive: "+err.Error())
+					}
 				case errors.Is(err, syscall.ECONNRESET):
 					reset++
 				case err != nil && errors.Is(err, io.EOF):
@@ -92,9 +109,9 @@ func TestReloadsDropNoNewConnection(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("%d answered, %d handed over to the newer configuration, %d reset by the kernel, %d EOF", ok, HandedOver()-handed, reset, eof)
-	if eof != 0 || len(other) != 0 {
-		t.Errorf("%d requests dropped (EOF) and %d other failures %v across 60 reloads", eof, len(other), other)
+	t.Logf("%d answered, %d handed over to the newer configuration, %d new connections reset by the kernel, %d EOF, %d lost on kept-alive connections", ok, HandedOver()-handed, reset, eof, keepAliveLost)
+	if eof != 0 || keepAliveLost != 0 || len(other) != 0 {
+		t.Errorf("across 60 reloads: %d new connections dropped (EOF), %d requests lost on kept-alive connections, %d other failures %v", eof, keepAliveLost, len(other), other)
 	}
 	if b, _ := os.ReadFile(migrateReqPath); strings.TrimSpace(string(b)) == "1" && reset != 0 {
 		t.Errorf("%d connections reset although net.ipv4.tcp_migrate_req=1", reset)
