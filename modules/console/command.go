@@ -10,9 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cli"
 )
 
 func init() {
@@ -45,33 +46,23 @@ admin API could not be asked.
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("address", "", "The admin API address")
 			cmd.Flags().Bool("json", false, "Print JSON instead of a table")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdCredentials)
+			cli.Setup(cmd, "console.md", cmdCredentials)
 		},
 	})
 }
 
-func cmdCredentials(fs caddycmd.Flags) (int, error) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(fs.String("address"), nil, "", "")
+func cmdCredentials(cmd *cobra.Command, _ []string) (int, error) {
+	address, _ := cmd.Flags().GetString("address")
+	body, err := cli.Admin(address, http.MethodGet, "/atlasgate/credentials", nil)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/atlasgate/credentials", nil, nil)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return 1, err
 	}
 	var list []CredentialStatus
 	if err := json.Unmarshal(body, &list); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("decoding the admin API's answer: %v", err)
+		return 1, fmt.Errorf("decoding the admin API's answer: %v", err)
 	}
-	if fs.Bool("json") {
-		out, _ := json.MarshalIndent(list, "", "  ")
-		fmt.Println(string(out))
-		return 0, nil
+	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+		return 0, cli.PrintJSON(list)
 	}
 	printTable(os.Stdout, list)
 	return 0, nil
