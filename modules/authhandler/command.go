@@ -95,6 +95,7 @@ func cmdTestToken(cmd *cobra.Command, _ []string) (int, error) {
 	}
 	return 1, fmt.Errorf("no authenticator accepted the token")
 }
+
 // readSecret reads one line from standard input, without echo on a terminal.
 func readSecret(prompt string) (string, error) {
 	fd := int(os.Stdin.Fd())
