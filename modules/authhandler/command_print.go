@@ -41,7 +41,9 @@ func printResults(w io.Writer, results []TestTokenResult) {
 	fmt.Fprintln(tw, "  AUTHENTICATOR\tRESULT\tWHY")
 	for _, r := range results {
 		result, why := "valid", "user "+userOf(r)
-		if !r.Valid {
+		if r.Error == "not_applicable" {
+			result, why = "not applicable", r.Description
+		} else if !r.Valid {
 			result = fmt.Sprintf("%d %s", r.Status, r.Error)
 			why = r.Description
 			if r.Detail != "" {
