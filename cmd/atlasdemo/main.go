@@ -30,12 +30,13 @@ import (
 // gatewayAddrs are the demo gateway's listeners and admin API. Caddy listens
 // with SO_REUSEPORT: a gateway already on these ports (an earlier demo, `make
 // run`) would share them silently, so the demo checks first.
-var gatewayAddrs = []string{"localhost:2019"}
+var gatewayAddrs []string
 
 func init() {
 	for p := 8080; p <= 8086; p++ {
 		gatewayAddrs = append(gatewayAddrs, fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("[::1]:%d", p))
 	}
+	gatewayAddrs = append(gatewayAddrs, "localhost:2019")
 }
 
 var hosts = []string{atlassim.HostSite, atlassim.HostAPI, atlassim.HostMedia, atlassim.HostBitbucket,
@@ -53,6 +54,10 @@ func main() {
 	flag.Parse()
 	logger := log.New(os.Stderr, "atlasdemo: ", 0)
 
+	// Before touching .demo: a running demo keeps its state.
+	if err := preflight.FreeAddrs(gatewayAddrs...); err != nil {
+		logger.Fatal(err)
+	}
 	// The simulator starts empty each time, so a grant stored by an earlier
 	// demo would only be refused: start the OAuth demo unauthorized.
 	if err := os.RemoveAll(filepath.Join(*dir, "storage", "atlasgate", "tokens")); err != nil {
@@ -60,9 +65,6 @@ func main() {
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		logger.Fatal(err)
-	}
-	if err := preflight.FreeAddrs(gatewayAddrs...); err != nil {
-		logger.Fatalf("%v (is another demo, or `make run`, still running?)", err)
 	}
 	iss, err := startIssuer()
 	if err != nil {
