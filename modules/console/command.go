@@ -24,10 +24,14 @@ func init() {
 		Long: `
 Asks the running gateway's admin API (GET /atlasgate/credentials) for every
 configured Atlassian credential and prints a table: name, type, state,
-access-token expiry (OAuth), and warnings. OAuth credentials are in one of the
-states unauthorized, ready, needs_reauthorization or unreadable (with the
-reason); per-user OAuth credentials show how many callers have authorized;
-the others (api_token, bearer, ...) have no state and show "-".
+access-token expiry (OAuth), what Atlassian last answered through it
+(working, rejected with 401 since ..., rate-limited, failing), its requests
+and errors in the last hour, the rate-limit headroom Atlassian last reported
+(X-RateLimit-Remaining, X-RateLimit-NearLimit), and warnings. OAuth
+credentials are in one of the states unauthorized, ready,
+needs_reauthorization or unreadable (with the reason); per-user OAuth
+credentials show how many callers have authorized; the others (api_token,
+bearer, ...) have no state of their own and show "-".
 A credential that is unauthorized or needs reauthorization is fixed in the
 OAuth console (atlasgate_console): open it and press Authorize.
 
@@ -71,7 +75,7 @@ func cmdCredentials(cmd *cobra.Command, _ []string) (int, error) {
 // printTable writes the credentials as an aligned table.
 func printTable(w io.Writer, list []CredentialStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tEXPIRY\tWARNINGS")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tEXPIRY\tATLASSIAN\tLAST HOUR\tRATE LIMIT\tWARNINGS")
 	for _, c := range list {
 		state, expiry, warnings := "-", "-", ""
 		if o := c.OAuth; o != nil {
@@ -88,7 +92,16 @@ func printTable(w io.Writer, list []CredentialStatus) {
 			}
 			warnings = strings.Join(o.Warnings, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, state, expiry, warnings)
+		u := c.Upstream
+		hour := fmt.Sprintf("%d req, %d err", u.RequestsLastHour, u.ErrorsLastHour)
+		limit := "-"
+		if u.RateLimitRemaining != nil {
+			limit = fmt.Sprintf("%d left", *u.RateLimitRemaining)
+		}
+		if u.RateLimitNearLimit {
+			limit += " (near limit)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, state, expiry, seen(u), hour, limit, warnings)
 	}
 	_ = tw.Flush()
 }
