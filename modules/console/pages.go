@@ -12,8 +12,9 @@ import (
 // everything a request or a credential could contribute) and carry no
 // script at all, which the CSP enforces.
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"when": when,
-	"seen": seen,
+	"when":   when,
+	"seen":   seen,
+	"plural": plural,
 }).Parse(`
 {{define "head"}}<!DOCTYPE html>
 <html lang="en">
@@ -39,6 +40,9 @@ button { padding: .3rem 1rem; }
 
 {{define "index"}}{{template "head" "Credentials"}}
 <h1>atlasgate credentials</h1>
+<p>The state of each OAuth credential (press <strong>Authorize</strong> to grant or renew it), and for every
+credential what Atlassian last answered through it on this gateway instance: a revoked or expired API token shows
+as <span class="rejected">rejected with 401</span>. Reload the page for fresh figures.</p>
 <table id="credentials">
 <tr><th>Credential</th><th>Type</th><th>State</th><th>Atlassian's last answer</th><th>Last hour</th><th>Rate limit</th><th>Site</th><th>cloudId</th><th>Access token expires (next refresh)</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
 {{range .Credentials}}{{$name := .Name}}<tr id="credential-{{.Name}}">
@@ -46,7 +50,7 @@ button { padding: .3rem 1rem; }
 <td>{{.Type}}</td>
 {{with .OAuth}}<td><span class="state {{.State}}" id="state-{{.Name}}">{{.State}}</span>{{with .Reason}}<br><small>{{.}}</small>{{end}}{{if .PerUser}}<br><small>per user: {{.Users}} authorized; this row is your own grant</small>{{end}}{{range .Warnings}}<br><small class="warning">⚠ {{.}}</small>{{end}}</td>{{else}}<td>—</td>{{end}}
 {{with .Upstream}}<td id="upstream-{{$name}}"><span class="{{.Verdict}}">{{seen .}}</span></td>
-<td id="hour-{{$name}}">{{.RequestsLastHour}} requests{{if .ErrorsLastHour}}, <span class="rejected">{{.ErrorsLastHour}} errors</span>{{end}}</td>
+<td id="hour-{{$name}}">{{plural .RequestsLastHour "request"}}{{if .ErrorsLastHour}}, <span class="rejected">{{plural .ErrorsLastHour "error"}}</span>{{end}}</td>
 <td id="ratelimit-{{$name}}">{{with .RateLimitRemaining}}{{.}} remaining{{else}}—{{end}}{{if .RateLimitNearLimit}}<br><small class="warning">⚠ near the limit</small>{{end}}{{if not .RateLimitSeenAt.IsZero}}<br><small>as of {{when .RateLimitSeenAt}}</small>{{end}}</td>{{end}}
 {{with .OAuth}}<td>{{.Site}}</td>
 <td><code>{{.CloudID}}</code></td>

@@ -34,3 +34,11 @@ func seen(u atlasgate.UpstreamSeen) string {
 		return fmt.Sprintf("failing (%d) since %s", u.LastStatus, when(u.Since))
 	}
 }
+
+// plural writes "1 request", "2 requests".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
