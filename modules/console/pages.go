@@ -49,7 +49,7 @@ as <span class="rejected">rejected with 401</span>. Reload the page for fresh fi
 <td>{{.Name}}</td>
 <td>{{.Type}}</td>
 {{with .OAuth}}<td><span class="state {{.State}}" id="state-{{.Name}}">{{.State}}</span>{{with .Reason}}<br><small>{{.}}</small>{{end}}{{if .PerUser}}<br><small>per user: {{.Users}} authorized; this row is your own grant</small>{{end}}{{range .Warnings}}<br><small class="warning">⚠ {{.}}</small>{{end}}</td>{{else}}<td>—</td>{{end}}
-{{with .Upstream}}<td id="upstream-{{$name}}"><span class="{{.Verdict}}">{{seen .}}</span></td>
+{{with .Upstream}}<td id="upstream-{{$name}}"><span class="{{.Verdict}}">{{seen .}}</span><form method="post" action="{{$.Prefix}}/check/{{$name}}"><button id="check-{{$name}}" type="submit">Check now</button></form></td>
 <td id="hour-{{$name}}">{{plural .RequestsLastHour "request"}}{{if .ErrorsLastHour}}, <span class="rejected">{{plural .ErrorsLastHour "error"}}</span>{{end}}</td>
 <td id="ratelimit-{{$name}}">{{with .RateLimitRemaining}}{{.}} remaining{{else}}—{{end}}{{if .RateLimitNearLimit}}<br><small class="warning">⚠ near the limit</small>{{end}}{{if not .RateLimitSeenAt.IsZero}}<br><small>as of {{when .RateLimitSeenAt}}</small>{{end}}</td>{{end}}
 {{with .OAuth}}<td>{{.Site}}</td>
