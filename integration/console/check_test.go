@@ -1,11 +1,14 @@
 package console
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/modules/console"
 )
 
 // "Check now" asks Atlassian with the credential and the console's row shows
@@ -41,5 +44,35 @@ func TestCheckNowShowsAtlassiansAnswer(t *testing.T) {
 	calls := sim.RequestsTo(atlassim.HostJiraDC)
 	if len(calls) != 1 || calls[0].Path != "/rest/api/2/myself" {
 		t.Fatalf("the check sent %+v", calls)
+	}
+	_, metrics := adminGet(t, "/metrics")
+	for _, want := range []string{
+		`atlasgate_credential_upstream{credential="jira-dc",verdict="working"} 1`,
+		`atlasgate_credential_upstream{credential="jira-dc",verdict="rejected"} 0`,
+		`atlasgate_credential_upstream_requests_last_hour{credential="jira-dc"} 1`,
+		`atlasgate_credential_upstream_errors_last_hour{credential="jira-dc"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// An authorized OAuth credential says when its access token is next refreshed:
+// refresh_before (5 minutes by default) ahead of its expiry.
+func TestNextRefreshIsShown(t *testing.T) {
+	authorizeOverHTTP(t)
+	status, body := adminGet(t, "/atlasgate/credentials")
+	var list []console.CredentialStatus
+	if err := json.Unmarshal([]byte(body), &list); status != 200 || err != nil || len(list) == 0 || list[0].OAuth == nil {
+		t.Fatalf("GET /atlasgate/credentials: %d %v %s", status, err, body)
+	}
+	o := list[0].OAuth
+	if o.AccessExpiry.IsZero() || !o.NextRefresh.Equal(o.AccessExpiry.Add(-5*time.Minute)) {
+		t.Fatalf("next_refresh %s, access token expiry %s", o.NextRefresh, o.AccessExpiry)
+	}
+	page := do(t, consoleRequest(http.MethodGet, prefix+"/", nil))
+	if !strings.Contains(page.body, `id="refresh-jira">`+o.NextRefresh.UTC().Format("2006-01-02 15:04 MST")+`<`) {
+		t.Fatalf("the console does not show the next refresh:\n%s", page.body)
 	}
 }

@@ -22,6 +22,7 @@ import (
 //	atlasgate_credential_upstream{credential, verdict} 1 for what Atlassian last answered (working, rejected, rate_limited, failing)
 //	atlasgate_credential_rate_limit_remaining{credential} Atlassian's last X-RateLimit-Remaining
 //	atlasgate_credential_rate_limit_near_limit{credential} 1 when Atlassian's last X-RateLimit-NearLimit was true
+//	atlasgate_credential_upstream_requests_last_hour{credential}, …_errors_last_hour{credential} the console's "Last hour"
 //
 // Per-user credentials have a state per caller, so they report the number of
 // callers instead of a state.
@@ -29,7 +30,7 @@ import (
 // An alert on `atlasgate_credential_state{state="needs_reauthorization"} == 1`
 // tells operators that someone must press Authorize.
 type stateCollector struct {
-	state, expiry, users, upstream, remaining, near *prometheus.Desc
+	state, expiry, users, upstream, remaining, near, hourRequests, hourErrors *prometheus.Desc
 }
 
 var allVerdicts = []string{atlasgate.UpstreamWorking, atlasgate.UpstreamRejected, atlasgate.UpstreamRateLimited, atlasgate.UpstreamFailing}
@@ -56,6 +57,12 @@ func newStateCollector() *stateCollector {
 		near: prometheus.NewDesc("atlasgate_credential_rate_limit_near_limit",
 			"1 when Atlassian's last X-RateLimit-NearLimit for the credential was true, else 0.",
 			[]string{"credential"}, nil),
+		hourRequests: prometheus.NewDesc("atlasgate_credential_upstream_requests_last_hour",
+			"Requests sent to Atlassian with each used credential in the last 60 minutes, on this replica.",
+			[]string{"credential"}, nil),
+		hourErrors: prometheus.NewDesc("atlasgate_credential_upstream_errors_last_hour",
+			"Of those, the ones Atlassian answered with 401, 429 or 5xx, or did not answer.",
+			[]string{"credential"}, nil),
 	}
 }
 
@@ -67,6 +74,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.upstream
 	ch <- c.remaining
 	ch <- c.near
+	ch <- c.hourRequests
+	ch <- c.hourErrors
 }
 
 // Collect implements prometheus.Collector.
@@ -109,6 +118,8 @@ func (c *stateCollector) collectUpstream(ch chan<- prometheus.Metric, st Credent
 			}
 			ch <- prometheus.MustNewConstMetric(c.upstream, prometheus.GaugeValue, x, st.Name, v)
 		}
+		ch <- prometheus.MustNewConstMetric(c.hourRequests, prometheus.GaugeValue, float64(u.RequestsLastHour), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.hourErrors, prometheus.GaugeValue, float64(u.ErrorsLastHour), st.Name)
 	}
 	if u.RateLimitRemaining != nil {
 		ch <- prometheus.MustNewConstMetric(c.remaining, prometheus.GaugeValue, float64(*u.RateLimitRemaining), st.Name)

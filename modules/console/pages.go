@@ -44,7 +44,7 @@ button { padding: .3rem 1rem; }
 credential what Atlassian last answered through it on this gateway instance: a revoked or expired API token shows
 as <span class="rejected">rejected with 401</span>. Reload the page for fresh figures.</p>
 <table id="credentials">
-<tr><th>Credential</th><th>Type</th><th>State</th><th>Atlassian's last answer</th><th>Last hour</th><th>Rate limit</th><th>Site</th><th>cloudId</th><th>Access token expires (next refresh)</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
+<tr><th>Credential</th><th>Type</th><th>State</th><th>Atlassian's last answer</th><th>Last hour</th><th>Rate limit</th><th>Site</th><th>cloudId</th><th>Access token expires</th><th>Next refresh</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
 {{range .Credentials}}{{$name := .Name}}<tr id="credential-{{.Name}}">
 <td>{{.Name}}</td>
 <td>{{.Type}}</td>
@@ -55,13 +55,14 @@ as <span class="rejected">rejected with 401</span>. Reload the page for fresh fi
 {{with .OAuth}}<td>{{.Site}}</td>
 <td><code>{{.CloudID}}</code></td>
 <td>{{when .AccessExpiry}}</td>
+<td id="refresh-{{$name}}">{{when .NextRefresh}}</td>
 <td>{{when .GrantedAt}}</td>
 <td>{{when .RefreshedAt}}</td>
 <td>{{when .AbsoluteExpiry}}</td>
 <td><form method="post" action="{{$.Prefix}}/authorize/{{.Name}}"><button id="authorize-{{.Name}}" type="submit">Authorize</button></form></td>
-{{else}}<td>{{.Site}}</td><td></td><td></td><td></td><td></td><td></td><td></td>{{end}}
+{{else}}<td>{{.Site}}</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>{{end}}
 </tr>
-{{else}}<tr><td colspan="13">The atlasgate app has no credentials.</td></tr>
+{{else}}<tr><td colspan="14">The atlasgate app has no credentials.</td></tr>
 {{end}}</table>
 </body>
 </html>
