@@ -39,62 +39,66 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request, name string
 	return nil
 }
 
-// check sends the probe and records Atlassian's answer. It returns the status
-// (0: no answer) and an error a person can act on when the check says nothing
-// about the credential.
+// check sends the probes of the credential's kind until one exists on the
+// product (not 404) and records Atlassian's answer to it. It returns the
+// status (0: no answer) and an error a person can act on when the check says
+// nothing about the credential.
 func check(ctx context.Context, name string, c atlasgate.Credential) (int, error) {
-	path := probePath(c)
-	target, err := c.Target(ctx, path)
-	if err != nil {
-		var ue *atlasgate.UnavailableError
-		if errors.As(err, &ue) {
-			return 0, fmt.Errorf("cannot be used now: %s", ue.Reason)
-		}
-		return 0, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(target.String(), "/")+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if err := c.Inject(req); err != nil {
-		return 0, fmt.Errorf("cannot be used now: %v", err)
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: c.RootCAs(), MinVersion: tls.VersionTLS12}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		atlasgate.ObserveUpstream(name, 0, nil, time.Now())
-		return 0, fmt.Errorf("no answer from %s: %v", target.Host, errors.Unwrap(err))
+	probes := probePaths(c)
+	for _, path := range probes {
+		target, err := c.Target(ctx, path)
+		if err != nil {
+			var ue *atlasgate.UnavailableError
+			if errors.As(err, &ue) {
+				return 0, fmt.Errorf("cannot be used now: %s", ue.Reason)
+			}
+			return 0, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(target.String(), "/")+path, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Accept", "application/json")
+		if err := c.Inject(req); err != nil {
+			return 0, fmt.Errorf("cannot be used now: %v", err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			atlasgate.ObserveUpstream(name, 0, nil, time.Now())
+			return 0, fmt.Errorf("no answer from %s: %v", target.Host, errors.Unwrap(err))
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			continue // not this product: that says nothing about the credential
+		}
+		atlasgate.ObserveUpstream(name, resp.StatusCode, resp.Header, time.Now())
+		return resp.StatusCode, nil
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode == http.StatusNotFound {
-		// The probe does not exist on this product: that says nothing
-		// about the credential.
-		return resp.StatusCode, fmt.Errorf("%s answered 404 for %s: the check knows Jira, Confluence Cloud and Bitbucket Cloud; for this product the next request through the credential shows whether it works", target.Host, path)
-	}
-	atlasgate.ObserveUpstream(name, resp.StatusCode, resp.Header, time.Now())
-	return resp.StatusCode, nil
+	return http.StatusNotFound, fmt.Errorf("none of %s exists there, so the check cannot tell; the next request through the credential shows whether it works", strings.Join(probes, ", "))
 }
 
-// probePath is a cheap authenticated GET on the credential's product: the
-// caller's own account.
-func probePath(c atlasgate.Credential) string {
+// probePaths are cheap authenticated GETs, per product, tried in order: the
+// first that exists decides.
+func probePaths(c atlasgate.Credential) []string {
 	host := ""
 	if home := c.Home(); home != nil {
 		host = home.Hostname()
 	}
 	switch {
-	case host == "api.bitbucket.org" || strings.HasSuffix(host, ".bitbucket.org"):
-		return "/2.0/user"
+	case host == "api.bitbucket.org":
+		return []string{"/2.0/user"}
 	case credentialType(c) == "bearer":
-		return "/rest/api/2/myself" // Jira Data Center
+		// Jira, Confluence and Bitbucket Data Center.
+		return []string{"/rest/api/2/myself", "/rest/api/user/current", "/rest/api/1.0/dashboard/pull-requests?limit=1"}
 	default:
-		return "/rest/api/3/myself" // Cloud: Jira, and Confluence sites share the account
+		// Jira and Confluence Cloud (one account per site), Bitbucket Cloud.
+		return []string{"/rest/api/3/myself", "/2.0/user"}
 	}
 }
