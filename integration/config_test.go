@@ -27,6 +27,7 @@ func TestBadConfigIsRejectedWithClearError(t *testing.T) {
 		{"unset variable", "api_token {\n site " + site + "\n email a@b.c\n token {env.IT_NOT_SET_ANYWHERE}\n}", "environment variable IT_NOT_SET_ANYWHERE is not set"},
 		{"missing file", "bearer {\n site " + site + "\n token {file./nonexistent/pat}\n}", "token: cannot read file /nonexistent/pat"},
 		{"cleartext site", "bearer {\n site http://jira.example.com\n token {env.IT_DC_PAT}\n}", "site: \"http://jira.example.com\" must be an https:// URL"},
+		{"Cloud site with a path", "api_token {\n site https://acme.atlassian.net/wiki\n email a@b.c\n token {env.IT_DC_PAT}\n}", `site: "https://acme.atlassian.net/wiki" has a path, but an Atlassian Cloud site has none: write https://acme.atlassian.net`},
 		{"missing email", "api_token {\n site " + site + "\n token {env.IT_DC_PAT}\n}", "email: required"},
 		{"api_base without scoped", "api_token {\n site " + site + "\n email a@b.c\n token {env.IT_DC_PAT}\n api_base https://api.example.com\n}", "api_base: only applies to scoped tokens"},
 		{"missing CA file", "bearer {\n site " + site + "\n token {env.IT_DC_PAT}\n trusted_ca_file /nonexistent/ca.pem\n}", "trusted_ca_files: open /nonexistent/ca.pem"},

@@ -76,7 +76,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if strings.Contains(body, `credential="jira-dc"`) {
+	if strings.Contains(body, `atlasgate_credential_state{credential="jira-dc"`) {
 		t.Error("a state for a bearer credential")
 	}
 }

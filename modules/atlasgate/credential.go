@@ -53,6 +53,11 @@ type UnavailableError struct {
 	Code   string
 	// Link is where the caller can act (the console), if anywhere.
 	Link string
+	// Awaiting marks a credential nobody has authorized yet: a state the
+	// console, the admin API and the metrics already show, so each request
+	// that meets it is not logged above debug (no log flood until someone
+	// presses Authorize).
+	Awaiting bool
 }
 
 func (e *UnavailableError) Error() string {

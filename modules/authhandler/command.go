@@ -2,7 +2,6 @@ package authhandler
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,10 +9,11 @@ import (
 	"os"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cli"
 )
 
 func init() {
@@ -41,52 +41,60 @@ and process listings.
 --token
     The token. Default: read from standard input.
 
+--json
+    Print the admin API's JSON answer instead of the verdict and its details.
+
+The first line is the verdict (which authenticator accepts the token, and as
+whom); then one line per authenticator and the accepted identity's claims.
+
 Exit status: 0 when some authenticator accepts the token, 1 otherwise.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("authenticator", "", "Test with this authenticator only")
 			cmd.Flags().String("address", "", "The admin API address")
 			cmd.Flags().String("token", "", "The token (default: standard input)")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdTestToken)
+			cmd.Flags().Bool("json", false, "Print the admin API's JSON answer")
+			cli.Setup(cmd, "authentication.md", cmdTestToken)
 		},
 	})
 }
 
-func cmdTestToken(fs caddycmd.Flags) (int, error) {
-	token := fs.String("token")
+func cmdTestToken(cmd *cobra.Command, _ []string) (int, error) {
+	f := cmd.Flags()
+	token, _ := f.GetString("token")
 	if token == "" {
 		var err error
 		if token, err = readSecret("Token: "); err != nil {
-			return caddy1(err)
+			return 1, err
 		}
 	}
-	addr, err := caddycmd.DetermineAdminAPIAddress(fs.String("address"), nil, "", "")
+	address, _ := f.GetString("address")
+	name, _ := f.GetString("authenticator")
+	body, err := cli.Admin(address, http.MethodPost, "/atlasgate/test-token", TestTokenRequest{Token: token, Authenticator: name})
 	if err != nil {
-		return caddy1(err)
+		return 1, err
 	}
-	body, _ := json.Marshal(TestTokenRequest{Token: token, Authenticator: fs.String("authenticator")})
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/atlasgate/test-token",
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-	if err != nil {
-		return caddy1(err)
-	}
-	defer resp.Body.Close()
 	var results []TestTokenResult
-	if err := json.NewDecoder(resp.Body).Decode(&results); err != nil {
-		return caddy1(fmt.Errorf("decoding the admin API's answer: %v", err))
+	if err := json.Unmarshal(body, &results); err != nil {
+		return 1, fmt.Errorf("decoding the admin API's answer: %v", err)
 	}
-	out, _ := json.MarshalIndent(results, "", "  ")
-	fmt.Println(string(out))
+	if len(results) == 0 {
+		return 1, fmt.Errorf("no authenticators configured: add `authenticator <name> <type>` to the global atlasgate block (docs/authentication.md)")
+	}
+	if asJSON, _ := f.GetBool("json"); asJSON {
+		if err := cli.PrintJSON(results); err != nil {
+			return 1, err
+		}
+	} else {
+		printResults(os.Stdout, results)
+	}
 	for _, r := range results {
 		if r.Valid {
 			return 0, nil
 		}
 	}
-	// Caddy's command wrapper exits 0 for status 1 without an error.
 	return 1, fmt.Errorf("no authenticator accepted the token")
 }
-
-func caddy1(err error) (int, error) { return caddy.ExitCodeFailedStartup, err }
 
 // readSecret reads one line from standard input, without echo on a terminal.
 func readSecret(prompt string) (string, error) {

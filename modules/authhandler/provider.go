@@ -78,7 +78,11 @@ func lookup(app *atlasgate.App, names []string) ([]namedAuthenticator, error) {
 	for _, n := range names {
 		a, ok := app.Authenticator(n)
 		if !ok {
-			return nil, fmt.Errorf("authenticator %q is not defined (defined: %s)", n, strings.Join(app.AuthenticatorNames(), ", "))
+			defined := strings.Join(app.AuthenticatorNames(), ", ")
+			if defined == "" {
+				defined = "none"
+			}
+			return nil, fmt.Errorf("authenticator %q is not defined (defined: %s)", n, defined)
 		}
 		out = append(out, namedAuthenticator{n, a})
 	}

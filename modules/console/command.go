@@ -10,9 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cli"
 )
 
 func init() {
@@ -23,10 +24,14 @@ func init() {
 		Long: `
 Asks the running gateway's admin API (GET /atlasgate/credentials) for every
 configured Atlassian credential and prints a table: name, type, state,
-access-token expiry (OAuth), and warnings. OAuth credentials are in one of the
-states unauthorized, ready, needs_reauthorization or unreadable (with the
-reason); per-user OAuth credentials show how many callers have authorized;
-the others (api_token, bearer, ...) have no state and show "-".
+access-token expiry (OAuth), what Atlassian last answered through it
+(working, rejected with 401 since ..., rate-limited, failing), its requests
+and errors in the last hour, the rate-limit headroom Atlassian last reported
+(X-RateLimit-Remaining, X-RateLimit-NearLimit), and warnings. OAuth
+credentials are in one of the states unauthorized, ready,
+needs_reauthorization or unreadable (with the reason); per-user OAuth
+credentials show how many callers have authorized; the others (api_token,
+bearer, ...) have no state of their own and show "-".
 A credential that is unauthorized or needs reauthorization is fixed in the
 OAuth console (atlasgate_console): open it and press Authorize.
 
@@ -45,33 +50,23 @@ admin API could not be asked.
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("address", "", "The admin API address")
 			cmd.Flags().Bool("json", false, "Print JSON instead of a table")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdCredentials)
+			cli.Setup(cmd, "console.md", cmdCredentials)
 		},
 	})
 }
 
-func cmdCredentials(fs caddycmd.Flags) (int, error) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(fs.String("address"), nil, "", "")
+func cmdCredentials(cmd *cobra.Command, _ []string) (int, error) {
+	address, _ := cmd.Flags().GetString("address")
+	body, err := cli.Admin(address, http.MethodGet, "/atlasgate/credentials", nil)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/atlasgate/credentials", nil, nil)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return 1, err
 	}
 	var list []CredentialStatus
 	if err := json.Unmarshal(body, &list); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("decoding the admin API's answer: %v", err)
+		return 1, fmt.Errorf("decoding the admin API's answer: %v", err)
 	}
-	if fs.Bool("json") {
-		out, _ := json.MarshalIndent(list, "", "  ")
-		fmt.Println(string(out))
-		return 0, nil
+	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+		return 0, cli.PrintJSON(list)
 	}
 	printTable(os.Stdout, list)
 	return 0, nil
@@ -80,7 +75,7 @@ func cmdCredentials(fs caddycmd.Flags) (int, error) {
 // printTable writes the credentials as an aligned table.
 func printTable(w io.Writer, list []CredentialStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tEXPIRY\tWARNINGS")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tEXPIRY\tATLASSIAN\tLAST HOUR\tRATE LIMIT\tWARNINGS")
 	for _, c := range list {
 		state, expiry, warnings := "-", "-", ""
 		if o := c.OAuth; o != nil {
@@ -97,7 +92,16 @@ func printTable(w io.Writer, list []CredentialStatus) {
 			}
 			warnings = strings.Join(o.Warnings, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, state, expiry, warnings)
+		u := c.Upstream
+		hour := fmt.Sprintf("%d req, %d err", u.RequestsLastHour, u.ErrorsLastHour)
+		limit := "-"
+		if u.RateLimitRemaining != nil {
+			limit = fmt.Sprintf("%d left", *u.RateLimitRemaining)
+		}
+		if u.RateLimitNearLimit {
+			limit += " (near limit)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, state, expiry, seen(u), hour, limit, warnings)
 	}
 	_ = tw.Flush()
 }

@@ -130,6 +130,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.methodNotAllowed(w, "POST")
 		}
 		return h.serveAuthorize(w, r, strings.TrimPrefix(rest, "/authorize/"))
+	case strings.HasPrefix(rest, "/check/"):
+		if r.Method != http.MethodPost {
+			return h.methodNotAllowed(w, "POST")
+		}
+		return h.serveCheck(w, r, strings.TrimPrefix(rest, "/check/"))
 	case rest == "/callback":
 		if r.Method != http.MethodGet {
 			return h.methodNotAllowed(w, "GET")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -13,12 +12,9 @@ import (
 // everything a request or a credential could contribute) and carry no
 // script at all, which the CSP enforces.
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "—"
-		}
-		return t.UTC().Format("2006-01-02 15:04 MST")
-	},
+	"when":   when,
+	"seen":   seen,
+	"plural": plural,
 }).Parse(`
 {{define "head"}}<!DOCTYPE html>
 <html lang="en">
@@ -34,7 +30,8 @@ td { overflow-wrap: break-word; }
 .state, button { white-space: nowrap; }
 .state { font-weight: bold; }
 .ready { color: #006644; } .unauthorized, .needs_reauthorization { color: #bf2600; } .unreadable { color: #974f0c; }
-.warning { color: #974f0c; }
+.warning, .rate_limited, .failing { color: #974f0c; }
+.working { color: #006644; } .rejected { color: #bf2600; }
 button { padding: .3rem 1rem; }
 </style>
 </head>
@@ -43,22 +40,29 @@ button { padding: .3rem 1rem; }
 
 {{define "index"}}{{template "head" "Credentials"}}
 <h1>atlasgate credentials</h1>
+<p>The state of each OAuth credential (press <strong>Authorize</strong> to grant or renew it), and for every
+credential what Atlassian last answered through it on this gateway instance: a revoked or expired API token shows
+as <span class="rejected">rejected with 401</span>. Reload the page for fresh figures.</p>
 <table id="credentials">
-<tr><th>Credential</th><th>Type</th><th>State</th><th>Site</th><th>cloudId</th><th>Access token expires</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
-{{range .Credentials}}<tr id="credential-{{.Name}}">
+<tr><th>Credential</th><th>Type</th><th>State</th><th>Atlassian's last answer</th><th>Last hour</th><th>Rate limit</th><th>Site</th><th>cloudId</th><th>Access token expires</th><th>Next refresh</th><th>Granted</th><th>Refreshed</th><th>Grant expires (365 days)</th><th></th></tr>
+{{range .Credentials}}{{$name := .Name}}<tr id="credential-{{.Name}}">
 <td>{{.Name}}</td>
 <td>{{.Type}}</td>
-{{with .OAuth}}<td><span class="state {{.State}}" id="state-{{.Name}}">{{.State}}</span>{{with .Reason}}<br><small>{{.}}</small>{{end}}{{if .PerUser}}<br><small>per user: {{.Users}} authorized; this row is your own grant</small>{{end}}{{range .Warnings}}<br><small class="warning">⚠ {{.}}</small>{{end}}</td>
-<td>{{.Site}}</td>
+{{with .OAuth}}<td><span class="state {{.State}}" id="state-{{.Name}}">{{.State}}</span>{{with .Reason}}<br><small>{{.}}</small>{{end}}{{if .PerUser}}<br><small>per user: {{.Users}} authorized; this row is your own grant</small>{{end}}{{range .Warnings}}<br><small class="warning">⚠ {{.}}</small>{{end}}</td>{{else}}<td>—</td>{{end}}
+{{with .Upstream}}<td id="upstream-{{$name}}"><span class="{{.Verdict}}">{{seen .}}</span><form method="post" action="{{$.Prefix}}/check/{{$name}}"><button id="check-{{$name}}" type="submit">Check now</button></form></td>
+<td id="hour-{{$name}}">{{plural .RequestsLastHour "request"}}{{if .ErrorsLastHour}}, <span class="rejected">{{plural .ErrorsLastHour "error"}}</span>{{end}}</td>
+<td id="ratelimit-{{$name}}">{{with .RateLimitRemaining}}{{.}} remaining{{else}}—{{end}}{{if .RateLimitNearLimit}}<br><small class="warning">⚠ near the limit</small>{{end}}{{if not .RateLimitSeenAt.IsZero}}<br><small>as of {{when .RateLimitSeenAt}}</small>{{end}}</td>{{end}}
+{{with .OAuth}}<td>{{.Site}}</td>
 <td><code>{{.CloudID}}</code></td>
 <td>{{when .AccessExpiry}}</td>
+<td id="refresh-{{$name}}">{{when .NextRefresh}}</td>
 <td>{{when .GrantedAt}}</td>
 <td>{{when .RefreshedAt}}</td>
 <td>{{when .AbsoluteExpiry}}</td>
 <td><form method="post" action="{{$.Prefix}}/authorize/{{.Name}}"><button id="authorize-{{.Name}}" type="submit">Authorize</button></form></td>
-{{else}}<td>—</td><td>{{.Site}}</td><td></td><td></td><td></td><td></td><td></td><td></td>{{end}}
+{{else}}<td>{{.Site}}</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>{{end}}
 </tr>
-{{else}}<tr><td colspan="10">The atlasgate app has no credentials.</td></tr>
+{{else}}<tr><td colspan="14">The atlasgate app has no credentials.</td></tr>
 {{end}}</table>
 </body>
 </html>

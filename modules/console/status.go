@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -20,6 +21,10 @@ type CredentialStatus struct {
 	// OAuth is the state of an OAuth credential; absent for the others,
 	// which have no state to show.
 	OAuth *credentials.OAuthStatus `json:"oauth,omitempty"`
+	// Upstream is what Atlassian last answered through the credential
+	// (working, rejected with 401 since …, rate-limited), its rate-limit
+	// headroom and the last hour's requests and errors, on this replica.
+	Upstream atlasgate.UpstreamSeen `json:"upstream"`
 }
 
 // State is the OAuth state, or "" for a credential without one.
@@ -39,7 +44,7 @@ func statuses(ctx context.Context, src source) []CredentialStatus {
 		if !ok {
 			continue
 		}
-		st := CredentialStatus{Name: name, Type: credentialType(c)}
+		st := CredentialStatus{Name: name, Type: credentialType(c), Upstream: atlasgate.Upstream(name, time.Now())}
 		if home := c.Home(); home != nil {
 			st.Site = home.String()
 		}

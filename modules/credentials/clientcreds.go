@@ -277,8 +277,7 @@ func (c *ClientCredentials) routing() (string, error) {
 	if c.tokenURL.String() != defaultTokenURL {
 		return routingDirect, nil
 	}
-	host := c.site.Hostname()
-	if strings.HasSuffix(host, ".atlassian.net") || strings.HasSuffix(host, ".jira.com") {
+	if isCloudHost(c.site.Hostname()) {
 		return routingEx, nil
 	}
 	return "", errField("routing", fmt.Sprintf("tokens from Atlassian's token endpoint work only through api.atlassian.com, but %s is not an *.atlassian.net site: set `routing ex` for a Cloud site on a custom domain, or `routing direct`", c.site))

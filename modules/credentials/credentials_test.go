@@ -44,6 +44,9 @@ func TestParseBase(t *testing.T) {
 		"https://acme.atlassian.net/?x=1":    "without user info, query or fragment",
 		"https://":                           "must be a base URL",
 		"https://acme.atlassian.net:":        "empty port",
+		// A copied Confluence URL: every request would go to /wiki/wiki/….
+		"https://acme.atlassian.net/wiki":  `has a path, but an Atlassian Cloud site has none: write https://acme.atlassian.net (`,
+		"https://ACME.atlassian.net/jira/": `write https://acme.atlassian.net (`,
 	}
 	for in, want := range bad {
 		if _, err := parseBase("site", in); err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "site: ") {

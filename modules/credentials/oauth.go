@@ -300,7 +300,7 @@ func (c *OAuth) unavailable(err error) error {
 			Reason: reason, Remedy: "open the link and click Authorize", Link: c.consoleURL + "/", Err: err,
 		}
 	case errors.Is(err, tokenstore.ErrUnauthorized):
-		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy}
+		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy, Awaiting: true}
 	case errors.As(err, &re):
 		return &atlasgate.UnavailableError{Reason: "it must be authorized again: " + re.Reason, Remedy: remedy, Err: err}
 	case errors.Is(err, tokenstore.ErrUnreadable):

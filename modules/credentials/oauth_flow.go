@@ -226,14 +226,18 @@ func (c *OAuth) keepAlive(ctx context.Context, mgr *tokenstore.Manager) {
 // OAuthStatus is what the console, the admin API and the CLI show of an OAuth
 // credential. It never holds a token.
 type OAuthStatus struct {
-	Name           string    `json:"name"`
-	Type           string    `json:"type"`
-	Site           string    `json:"site"`
-	State          string    `json:"state"`
-	Reason         string    `json:"reason,omitempty"`
-	CloudID        string    `json:"cloud_id,omitempty"`
-	Scopes         []string  `json:"scopes,omitempty"`
-	AccessExpiry   time.Time `json:"access_token_expiry,omitzero"`
+	Name         string    `json:"name"`
+	Type         string    `json:"type"`
+	Site         string    `json:"site"`
+	State        string    `json:"state"`
+	Reason       string    `json:"reason,omitempty"`
+	CloudID      string    `json:"cloud_id,omitempty"`
+	Scopes       []string  `json:"scopes,omitempty"`
+	AccessExpiry time.Time `json:"access_token_expiry,omitzero"`
+	// NextRefresh is when the access token is due for refresh
+	// (refresh_before ahead of its expiry): the first request from then
+	// on refreshes it in the background.
+	NextRefresh    time.Time `json:"next_refresh,omitzero"`
 	GrantedAt      time.Time `json:"granted_at,omitzero"`
 	RefreshedAt    time.Time `json:"refreshed_at,omitzero"`
 	AbsoluteExpiry time.Time `json:"absolute_expiry,omitzero"`
@@ -268,6 +272,13 @@ func (c *OAuth) Status(ctx context.Context) OAuthStatus {
 	st.AccessExpiry, st.GrantedAt, st.RefreshedAt, st.Generation = ts.Expiry, ts.GrantedAt, ts.RefreshedAt, ts.Generation
 	st.AbsoluteExpiry = ts.GrantedAt.Add(365 * 24 * time.Hour)
 	now := oauthNow()
+	if ts.State == tokenstore.StateReady && !ts.Expiry.IsZero() {
+		before := time.Duration(c.RefreshBefore)
+		if before <= 0 {
+			before = 5 * time.Minute // the token manager's default
+		}
+		st.NextRefresh = ts.Expiry.Add(-before)
+	}
 	if ts.State == tokenstore.StateReady {
 		if left := st.AbsoluteExpiry.Sub(now); left < 30*24*time.Hour {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("the grant reaches Atlassian's 365-day limit in %d days: authorize again before %s", int(left.Hours()/24), st.AbsoluteExpiry.Format("2006-01-02")))

@@ -35,7 +35,19 @@ func parseBase(field, raw string) (*url.URL, error) {
 	u.Host = strings.ToLower(u.Host)
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
+	// A Cloud site has no context path: Confluence lives under /wiki on the
+	// same host, and clients send /wiki/… themselves. A copied Confluence URL
+	// (https://acme.atlassian.net/wiki) would otherwise make every request a
+	// 404 for /wiki/wiki/….
+	if u.Path != "" && isCloudHost(u.Hostname()) {
+		return nil, fmt.Errorf("%s: %q has a path, but an Atlassian Cloud site has none: write %s://%s (clients send /wiki/… and /rest/… paths themselves)", field, raw, u.Scheme, u.Host)
+	}
 	return u, nil
+}
+
+// isCloudHost reports whether host is an Atlassian Cloud site's host.
+func isCloudHost(host string) bool {
+	return strings.HasSuffix(host, ".atlassian.net") || strings.HasSuffix(host, ".jira.com")
 }
 
 // loadRoots builds a certificate pool from PEM files. With no files it returns

@@ -217,7 +217,7 @@ func authenticate(app *atlasgate.App, only, token string, r *http.Request) (*aut
 	for _, n := range names {
 		a, ok := app.Authenticator(n)
 		if !ok {
-			return nil, fmt.Errorf("authenticator %q is not defined", n)
+			return nil, fmt.Errorf("authenticator %q is not defined (defined: %s)", n, orNone(app.AuthenticatorNames()))
 		}
 		id, err := a.Authenticate(probe)
 		if errors.Is(err, authn.ErrNoCredential) {
@@ -277,3 +277,11 @@ func sortedServerNames(app *caddyhttp.App) []string {
 
 // Interface guards
 var _ caddy.AdminRouter = (*adminAPI)(nil)
+
+// orNone lists names for an error message, or says "none".
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

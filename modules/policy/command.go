@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,11 +8,11 @@ import (
 	"os"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/atlasgate/atlasgate/modules/authn"
+	"github.com/atlasgate/atlasgate/modules/internal/cli"
 )
 
 func init() {
@@ -57,6 +56,13 @@ optionally with a query).
     The admin API address. Default: the CADDY_ADMIN environment variable,
     else localhost:2019.
 
+--json
+    Print the admin API's JSON answer instead of the verdict and its details.
+
+The first line is the verdict of each policy (ALLOW, DENY or REFUSE, the rule
+and the credential); then the canonical path, the caller and every rule in
+order with why it does not match.
+
 Exit status: 0 when every policy asked allows the request, 1 otherwise.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -75,15 +81,9 @@ Exit status: 0 when every policy asked allows the request, 1 otherwise.
 			f.String("remote-addr", "", "Peer address")
 			f.String("policy", "", "Policy name")
 			f.String("address", "", "The admin API address")
+			f.Bool("json", false, "Print the admin API's JSON answer")
 			cmd.Args = cobra.ExactArgs(2)
-			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				code, err := cmdExplain(cmd, args)
-				if err != nil {
-					return err
-				}
-				os.Exit(code)
-				return nil
-			}
+			cli.Setup(cmd, "policy.md", cmdExplain)
 		},
 	})
 }
@@ -133,23 +133,21 @@ func cmdExplain(cmd *cobra.Command, args []string) (int, error) {
 		}
 		req.Identity = id
 	}
-	addr, err := caddycmd.DetermineAdminAPIAddress(str("address"), nil, "", "")
+	body, err := cli.Admin(str("address"), http.MethodPost, "/atlasgate/explain", req)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return 1, err
 	}
-	body, _ := json.Marshal(req)
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/atlasgate/explain",
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	defer resp.Body.Close()
 	var out []Explanation
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(body, &out); err != nil {
 		return 1, fmt.Errorf("decoding the admin API's answer: %v", err)
 	}
-	pretty, _ := json.MarshalIndent(out, "", "  ")
-	fmt.Println(string(pretty))
+	if asJSON, _ := f.GetBool("json"); asJSON {
+		if err := cli.PrintJSON(out); err != nil {
+			return 1, err
+		}
+	} else {
+		printExplanations(os.Stdout, out)
+	}
 	for _, e := range out {
 		if e.Status != http.StatusOK {
 			return 1, nil

@@ -301,7 +301,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, name string, err error) err
 	if ue.Status != 0 {
 		status, code = ue.Status, ue.Code
 	}
-	if status >= 500 {
+	if status >= 500 && !ue.Awaiting {
 		h.logger.Error("credential unavailable", zap.String("credential", name), zap.Error(err))
 	} else if c := h.logger.Check(zapcore.DebugLevel, "credential not usable for this caller"); c != nil {
 		c.Write(zap.String("credential", name), zap.Error(err))

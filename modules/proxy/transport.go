@@ -58,15 +58,17 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, fmt.Errorf("credential %q: %w", t.name, err)
 	}
 	resp, err := t.base.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		resp, err = t.retryUnauthorized(req, resp)
+	}
 	if err != nil {
+		// A request the client gave up on says nothing about Atlassian.
+		if req.Context().Err() == nil {
+			atlasgate.ObserveUpstream(t.name, 0, nil, now())
+		}
 		return nil, err
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		resp, err = t.retryUnauthorized(req, resp)
-		if err != nil {
-			return nil, err
-		}
-	}
+	atlasgate.ObserveUpstream(t.name, resp.StatusCode, resp.Header, now())
 	if info.holdMax > 0 && info.holds != nil {
 		info.holds.observe(t.name, resp, now(), info.holdMax)
 	}

@@ -116,8 +116,11 @@ func authenticator(name string) (*APIKey, error) {
 	}
 	au, ok := app.Authenticator(name)
 	if !ok {
-		return nil, apiError(http.StatusNotFound, fmt.Errorf("authenticator %q is not configured (api_key authenticators: %s)",
-			name, strings.Join(apiKeyAuthenticators(app), ", ")))
+		defined := strings.Join(apiKeyAuthenticators(app), ", ")
+		if defined == "" {
+			defined = "none"
+		}
+		return nil, apiError(http.StatusNotFound, fmt.Errorf("authenticator %q is not configured (api_key authenticators: %s)", name, defined))
 	}
 	a, ok := au.(*APIKey)
 	if !ok {

@@ -1,10 +1,8 @@
 package apikey
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +12,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cli"
 )
 
 func init() {
@@ -77,12 +77,13 @@ it on stderr. The key is shown only this once: the gateway keeps only its hash.
 			cmd.PersistentFlags().String("address", "", "The admin API address (default: $CADDY_ADMIN or localhost:2019)")
 			cmd.PersistentFlags().String("authenticator", "", "The name of the api_key authenticator (required)")
 			cmd.PersistentFlags().Bool("json", false, "Print the admin API's JSON answer")
+			cli.Setup(cmd, "authentication.md", nil)
 
 			create := &cobra.Command{
 				Use:   "create --authenticator <name> --owner <owner> [--description <text>] [--label <k=v>]... [--group <group>]... [--expires-in <duration>]",
 				Short: "Issues a new API key and prints it once",
 				Args:  cobra.NoArgs,
-				RunE:  cmdCreate,
+				RunE:  cli.Wrap(status(cmdCreate)),
 			}
 			create.Flags().String("owner", "", "Who the key authenticates as (required)")
 			create.Flags().String("description", "", "What the key is for")
@@ -95,21 +96,21 @@ it on stderr. The key is shown only this once: the gateway keeps only its hash.
 				Use:   "list --authenticator <name>",
 				Short: "Lists the API keys (never the keys themselves)",
 				Args:  cobra.NoArgs,
-				RunE:  cmdList,
+				RunE:  cli.Wrap(status(cmdList)),
 			})
 
 			cmd.AddCommand(&cobra.Command{
 				Use:   "revoke --authenticator <name> <id>",
 				Short: "Revokes an API key",
 				Args:  cobra.ExactArgs(1),
-				RunE:  cmdRevoke,
+				RunE:  cli.Wrap(status(cmdRevoke)),
 			})
 
 			rotate := &cobra.Command{
 				Use:   "rotate --authenticator <name> [--expires-in <duration>] [--grace-period <duration>] <id>",
 				Short: "Issues a replacement for an API key and revokes the old one",
 				Args:  cobra.ExactArgs(1),
-				RunE:  cmdRotate,
+				RunE:  cli.Wrap(status(cmdRotate)),
 			}
 			rotate.Flags().String("expires-in", "", "Lifetime of the new key (default: the authenticator's default_lifetime)")
 			rotate.Flags().String("grace-period", "", "How long the old key keeps working (default: revoked at once)")
@@ -154,8 +155,7 @@ func issue(cmd *cobra.Command, method, path string, req any) error {
 		return err
 	}
 	if jsonOutput(cmd) {
-		_, err = os.Stdout.Write(body)
-		return err
+		return cli.PrintJSON(body)
 	}
 	var out Issued
 	if err := json.Unmarshal(body, &out); err != nil {
@@ -173,8 +173,7 @@ func cmdList(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if jsonOutput(cmd) {
-		_, err = os.Stdout.Write(body)
-		return err
+		return cli.PrintJSON(body)
 	}
 	var keys []KeyInfo
 	if err := json.Unmarshal(body, &keys); err != nil {
@@ -198,8 +197,7 @@ func cmdRevoke(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	if jsonOutput(cmd) {
-		_, err = os.Stdout.Write(body)
-		return err
+		return cli.PrintJSON(body)
 	}
 	fmt.Fprintf(os.Stdout, "API key %s revoked\n", args[0])
 	return nil
@@ -212,24 +210,17 @@ func adminRequest(cmd *cobra.Command, method, path string, req any) ([]byte, err
 	if name == "" {
 		return nil, fmt.Errorf("--authenticator is required")
 	}
-	addr, err := caddycmd.DetermineAdminAPIAddress(flag(cmd, "address"), nil, "", "")
-	if err != nil {
-		return nil, err
-	}
-	var body io.Reader
-	if req != nil {
-		b, err := json.Marshal(req)
-		if err != nil {
-			return nil, err
+	return cli.Admin(flag(cmd, "address"), method, adminAPIBase+url.PathEscape(name)+path, req)
+}
+
+// status adapts a subcommand to cli.Wrap: any error is exit status 1.
+func status(f func(*cobra.Command, []string) error) func(*cobra.Command, []string) (int, error) {
+	return func(cmd *cobra.Command, args []string) (int, error) {
+		if err := f(cmd, args); err != nil {
+			return 1, err
 		}
-		body = bytes.NewReader(b)
+		return 0, nil
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, adminAPIBase+url.PathEscape(name)+path, nil, body)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return io.ReadAll(resp.Body)
 }
 
 func flag(cmd *cobra.Command, name string) string {
