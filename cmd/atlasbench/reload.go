@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/atlasgate/atlasgate/internal/adminload"
 )
 
 // The reload soak (`make bench-reload`, `atlasbench -reloads N`): N reloads
@@ -153,42 +155,19 @@ func (c *caddyProc) reload(gen int) error {
 	if err != nil {
 		return err
 	}
-	var resp *http.Response
-	for attempt := 1; ; attempt++ {
-		resp, err = adminClient.Post(c.admin+"/load", "text/caddyfile", strings.NewReader(cf))
-		// Caddy replaces its admin server on every load too (without a
-		// hand-over), so a reload sent right after the previous one can meet
-		// the closing admin socket. Such a /load was never processed: send it
-		// again, as an operator's script should.
-		if err != nil && attempt < 5 && connectionLevel(err) {
-			adminRetries.Add(1)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		break
+	status, answer, retried, err := adminload.Post(c.admin, "text/caddyfile", cf)
+	adminRetries.Add(int64(retried))
+	if err != nil {
+		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	if status != http.StatusOK {
+		return fmt.Errorf("status %d: %s", status, answer)
 	}
 	return nil
 }
 
-// adminClient opens a connection per reload, as `caddy reload` does: Caddy
-// replaces its admin server on a config change, which closes kept-alive
-// connections, and a POST written on one as it closes would fail.
-var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-
 // adminRetries counts /load requests sent again (see reload).
 var adminRetries atomic.Int64
-
-// connectionLevel reports an error before any response byte on a connection.
-func connectionLevel(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF)
-}
 
 // send does one request and reports its status; reused, when not nil, tells
 // whether it went on a kept-alive connection.

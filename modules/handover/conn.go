@@ -28,9 +28,9 @@ import (
 //     is woken with a past deadline, and what it read meanwhile is kept for
 //     the newer server.
 //
-// Only HTTP/1 connections move: TLS (this wrapper sits before `tls`), HTTP/2
-// prior knowledge and upgraded ones (101 Switching Protocols: WebSocket) never
-// do, since their bytes mean nothing to a fresh server.
+// After a response only HTTP/1 connections move: TLS (this wrapper sits before
+// `tls`), HTTP/2 prior knowledge and upgraded ones (101 Switching Protocols:
+// WebSocket) never do, since their bytes mean nothing to a fresh server.
 type conn struct {
 	net.Conn
 	owner *listener
@@ -44,7 +44,7 @@ type conn struct {
 	reading    bool   // a Read is blocked in the socket
 	wrote      bool   // anything was ever written
 	boundary   bool   // a response completed and nothing was written since
-	prefetched bool   // net/http's 1-byte background read got data: pipelining
+	carry      []byte // the next request's first byte, taken by net/http's background read
 	upgraded   bool   // wrote 101 Switching Protocols
 	handingOff bool   // Close is taking the connection from its reader
 	stash      []byte
@@ -83,9 +83,10 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.first = append(c.first, p[:min(n, 3-len(c.first))]...)
 	}
 	if len(p) == 1 && n == 1 {
-		// net/http's background read, during a handler, took the first
-		// byte of a next request that it now holds itself.
-		c.prefetched = true
+		// net/http's background read (the only 1-byte read it does) took,
+		// during a handler, the first byte of the next request, which it
+		// now holds itself: that byte starts the next recording.
+		c.carry = append(c.carry[:0], p[0])
 	}
 	if !c.spoiled {
 		if err != nil || len(c.recorded)+n > maxRecorded {
@@ -148,7 +149,8 @@ func (c *conn) SetDeadline(t time.Time) error {
 // markBoundary notes a complete response: recording starts again.
 func (c *conn) markBoundary() {
 	c.mu.Lock()
-	c.boundary, c.spoiled, c.recorded = true, false, nil
+	c.boundary, c.spoiled, c.recorded = true, false, c.carry
+	c.carry = nil
 	c.mu.Unlock()
 }
 
@@ -175,8 +177,8 @@ func (c *conn) Close() error {
 	c.closed = true
 	// At the start of the connection anything goes (a TLS ClientHello
 	// replays as well as a request); after a response only HTTP/1 without
-	// pipelining or upgrade has a message boundary the newer server can use.
-	movable := !c.spoiled && (!c.wrote || c.boundary && c.http1() && !c.prefetched && !c.upgraded)
+	// an upgrade has a message boundary the newer server can use.
+	movable := !c.spoiled && (!c.wrote || c.boundary && c.http1() && !c.upgraded)
 	if movable && c.owner.hub.newerThan(c.owner) {
 		c.handingOff = true
 		if c.reading {

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/atlasgate/atlasgate/internal/adminload"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
@@ -97,14 +99,9 @@ func TestReloadsDropNoRequest(t *testing.T) {
 	}
 	handed := HandedOver()
 	for gen := 1; gen <= 60; gen++ {
-		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/load", admin), "application/json", strings.NewReader(config(gen)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("reload %d: %d %s", gen, resp.StatusCode, b)
+		status, answer, _, err := adminload.Post(fmt.Sprintf("http://127.0.0.1:%d", admin), "application/json", config(gen))
+		if err != nil || status != 200 {
+			t.Fatalf("reload %d: %d %s %v", gen, status, answer, err)
 		}
 	}
 	close(stop)
