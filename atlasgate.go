@@ -14,4 +14,5 @@ import (
 	_ "github.com/atlasgate/atlasgate/modules/credentials"
 	_ "github.com/atlasgate/atlasgate/modules/policy"
 	_ "github.com/atlasgate/atlasgate/modules/proxy"
+	_ "github.com/atlasgate/atlasgate/modules/storage/redis"
 )

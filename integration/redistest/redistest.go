@@ -1,0 +1,124 @@
+// Package redistest starts a real redis-server (Debian's package) for tests:
+// on a free 127.0.0.1 port, in a temporary directory, stopped when the test
+// ends. Without redis-server the test fails under CI=true (CI installs it)
+// and is skipped, loudly, elsewhere.
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string // 127.0.0.1:<port>
+	Port int
+
+	t    testing.TB
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts redis-server and waits until it answers PING. Extra
+// redis-server arguments (e.g. "--requirepass", "x") may follow.
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		msg := "redis-server not found: install Debian's redis-server package (apt-get install -y redis-server)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPING (needs a real Redis): " + msg)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, t: t, dir: t.TempDir(), args: args}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	// An append-only file keeps the data across Restart, as a production
+	// Redis with persistence would.
+	s.cmd = exec.Command("redis-server",
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+	s.cmd.Args = append(s.cmd.Args, s.args...)
+	out, err := os.Create(s.dir + "/redis.log")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); out.Close(); close(s.done) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for !s.ping() {
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(s.dir + "/redis.log")
+			s.t.Fatalf("redis-server exited at start:\n%s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on %s did not answer PING within 15s", s.Addr)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition: the server answering
+	}
+}
+
+// ping reports whether the server answers PING.
+func (s *Server) ping() bool {
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	// -NOAUTH: up, and asking for the password the test configured.
+	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
+}
+
+// Stop kills the server (SIGKILL, as a crash) and waits for it to exit. It
+// may be called more than once.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Restart starts the server again on the same port and data directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
