@@ -171,6 +171,10 @@ func (s *Storage) options() (*redis.UniversalOptions, string, error) {
 		WriteTimeout:    time.Duration(s.Timeout),
 		MaxRetries:      1,
 		DisableIdentity: true,
+		// Fail fast while Redis is down: callers have their own fallbacks
+		// (local limits, cached credentials) and must not queue.
+		DialerRetries:      1,
+		DialerRetryTimeout: 50 * time.Millisecond,
 	}
 	var err error
 	if s.Username != "" {
