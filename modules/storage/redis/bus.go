@@ -2,8 +2,11 @@ package redisstorage
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +24,7 @@ type bus struct {
 	logger *zap.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
+	up     atomic.Bool // subscribed, messages flowing
 
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
@@ -73,17 +77,31 @@ func startBus(c redis.UniversalClient, channel string, logger *zap.Logger) *bus 
 	return b
 }
 
+// healthInterval: a subscription quiet this long is pinged; one that does
+// not answer within another interval counts as broken (a hung connection
+// sends no error).
+const healthInterval = 10 * time.Second
+
 func (b *bus) run(ctx context.Context) {
 	defer close(b.done)
 	backoff := 50 * time.Millisecond
+	pinged := false
 	for {
-		msg, err := b.ps.Receive(ctx)
+		msg, err := b.ps.ReceiveTimeout(ctx, healthInterval)
 		if ctx.Err() != nil {
 			return
 		}
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			if pinged {
+				b.down(err)
+			}
+			_ = b.ps.Ping(ctx)
+			pinged = true
+			continue
+		}
 		if err != nil {
 			// go-redis reconnects and subscribes again on the next Receive.
-			b.logger.Debug("redis subscription interrupted", zap.Error(err))
+			b.down(err)
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -94,15 +112,16 @@ func (b *bus) run(ctx context.Context) {
 			backoff = min(backoff*2, time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff, pinged = 50*time.Millisecond, false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				for _, s := range b.snapshot() {
-					if s.resync != nil {
-						s.resync()
-					}
-				}
+				b.up.Store(true)
+				b.resync()
+			}
+		case *redis.Pong:
+			if !b.up.Swap(true) {
+				b.resync() // a hung connection came back
 			}
 		case *redis.Message:
 			topic, payload, ok := strings.Cut(m.Payload, "\x00")
@@ -114,6 +133,23 @@ func (b *bus) run(ctx context.Context) {
 					s.fn(payload)
 				}
 			}
+		}
+	}
+}
+
+// down marks the subscription broken: messages may be lost from now on, so
+// subscribers must stop trusting what they mirror.
+func (b *bus) down(err error) {
+	if b.up.Swap(false) {
+		b.logger.Warn("redis subscription interrupted; caches fall back to polling", zap.Error(err))
+		b.resync()
+	}
+}
+
+func (b *bus) resync() {
+	for _, s := range b.snapshot() {
+		if s.resync != nil {
+			s.resync()
 		}
 	}
 }
@@ -132,4 +168,13 @@ func (b *bus) close() {
 	b.cancel()
 	_ = b.ps.Close()
 	<-b.done
+}
+
+// Subscribed reports whether this process's subscription is established,
+// so that messages are being received.
+func (s *Storage) Subscribed() bool {
+	s.shared.mu.Lock()
+	b := s.shared.bus
+	s.shared.mu.Unlock()
+	return b != nil && b.up.Load()
 }
