@@ -234,3 +234,42 @@ func TestCompareAndSwapRace(t *testing.T) {
 }
 
 func sorted(s []string) []string { slices.Sort(s); return s }
+
+// Two configs with the same storage settings (a reload) share one client;
+// it is closed when the last of them is cleaned up.
+func TestClientSharedAcrossReloads(t *testing.T) {
+	srv := redistest.Start(t)
+	provision := func() *Storage {
+		s := &Storage{Addresses: []string{srv.Addr}, KeyPrefix: "reload"}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(cancel)
+		if err := s.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old, next := provision(), provision()
+	if old.shared != next.shared {
+		t.Fatal("a reload with the same settings opened a second client")
+	}
+	ctx := context.Background()
+	if err := old.Lock(ctx, "held-across-reload"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	// The new config still uses the client, and the old config's lock.
+	if err := next.Store(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("client closed while the new config uses it: %v", err)
+	}
+	if err := next.Unlock(ctx, "held-across-reload"); err != nil {
+		t.Fatalf("the new config cannot release a lock taken before the reload: %v", err)
+	}
+	if err := next.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.shared.client.Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Fatalf("client not closed after its last user: %v", err)
+	}
+}
