@@ -24,9 +24,14 @@ import (
 	"github.com/atlasgate/atlasgate/integration/redistest"
 )
 
+// binDir holds the gateway binary the replica tests build once.
+var binDir string
+
 func TestMain(m *testing.M) {
+	binDir, _ = os.MkdirTemp("", "atlasgate-cluster-")
 	code := m.Run()
 	_ = caddy.Stop()
+	os.RemoveAll(binDir)
 	os.Exit(code)
 }
 
