@@ -138,3 +138,42 @@ func TestSharedRateLimitRedisDown(t *testing.T) {
 		t.Fatalf("after the restart the shared bucket admitted %d, want 4 (5 minus the one before the outage)", admitted)
 	}
 }
+
+// BenchmarkRateLimit is the cost of one rate-limited request's check: in
+// process, and on Redis (one script round trip to a local redis-server),
+// with a rule rate, an identity rate and a credential rate (three buckets).
+func BenchmarkRateLimit(b *testing.B) {
+	srv := redistest.Start(b)
+	h := &Handler{
+		Rules:           []Rule{{Name: "all", Paths: []string{"/*"}, Credential: "jira", Rate: &Rate{Requests: 1 << 30}}},
+		IdentityRate:    &Rate{Requests: 1 << 30},
+		CredentialRates: map[string]Rate{"jira": {Requests: 1 << 30}},
+	}
+	if err := h.setup(nil); err != nil {
+		b.Fatal(err)
+	}
+	h.limiter = newLimiter()
+	in := &Input{Identity: &authn.Identity{Authenticator: "oidc", User: "alice"}, Method: "GET", Path: "/rest/api/3/myself", Product: ProductJira, Header: http.Header{}}
+	d := h.engine.decide(in)
+	st := &redisstorage.Storage{Addresses: []string{srv.Addr}, KeyPrefix: "bench"}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := st.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer st.Cleanup()
+	for _, c := range []struct {
+		name   string
+		shared SharedLimiter
+	}{{"local", nil}, {"redis", st}} {
+		b.Run(c.name, func(b *testing.B) {
+			h.shared = c.shared
+			for b.Loop() {
+				in.Time = time.Now()
+				if scope, _, why := h.limit(context.Background(), in, &d); scope != "" {
+					b.Fatal(why)
+				}
+			}
+		})
+	}
+}
