@@ -107,8 +107,8 @@ func startReplicaProc(t *testing.T, bin, dir, cf string, port, admin int) *repli
 }
 
 // Three gateway processes on one Redis: a credential's limit of N an hour
-// admits N requests in total, whichever replicas they reach; a 429 from
-// Atlassian seen by one replica holds the credential back on all three.
+// admits N requests in total, whichever replicas they reach; with Redis down
+// they serve from their own buckets, and share again once it is back.
 func TestThreeReplicasShareLimitsAndHolds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the gateway binary")
@@ -156,6 +156,31 @@ func TestThreeReplicasShareLimitsAndHolds(t *testing.T) {
 	}
 	if n := len(sim.RequestsTo(atlassim.HostSite)); n != limit {
 		t.Fatalf("Atlassian received %d requests, want %d", n, limit)
+	}
+
+	// Redis dies: limits fail open (the default) to each replica's own
+	// buckets, so requests are served — no 500, no hang.
+	srv.Stop()
+	for i := range 6 {
+		if status, body := call(replicas[i%3].port, "/rest/api/3/myself"); status != http.StatusOK {
+			t.Fatalf("with Redis down, replica answered %d %v; want 200 from its own bucket", status, body)
+		}
+	}
+	// Redis is back (its data persisted): the shared bucket, still empty,
+	// refuses again on every replica, without a restart of the gateways.
+	srv.Restart()
+	for _, r := range replicas {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			status, body := call(r.port, "/rest/api/3/myself")
+			if status == http.StatusTooManyRequests && body["error"] == "rate_limited" {
+				break
+			}
+			if status != http.StatusOK || time.Now().After(deadline) {
+				t.Fatalf("replica on %d after Redis restarted: %d %v", r.port, status, body)
+			}
+			time.Sleep(20 * time.Millisecond) // waiting for the client to reconnect
+		}
 	}
 }
 
