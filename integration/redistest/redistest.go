@@ -28,17 +28,24 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start starts redis-server and waits until it answers PING. Extra
-// redis-server arguments (e.g. "--requirepass", "x") may follow.
-func Start(t testing.TB, args ...string) *Server {
+// need fails the test under CI=true, and skips it loudly elsewhere, when
+// a Redis program is missing.
+func need(t testing.TB, program string) {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		msg := "redis-server not found: install Debian's redis-server package (apt-get install -y redis-server)"
+	if _, err := exec.LookPath(program); err != nil {
+		msg := program + " not found: install Debian's redis-server package (apt-get install -y redis-server)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip("SKIPPING (needs a real Redis): " + msg)
 	}
+}
+
+// Start starts redis-server and waits until it answers PING. Extra
+// redis-server arguments (e.g. "--requirepass", "x") may follow.
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	need(t, "redis-server")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,4 +128,39 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
 	s.start()
+}
+
+// StartCluster starts n redis-server nodes (n >= 3) in cluster mode, all
+// masters, joins them with `redis-cli --cluster create`, and waits until the
+// cluster serves every slot.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	need(t, "redis-server")
+	need(t, "redis-cli")
+	var nodes []*Server
+	var addrs []string
+	for range n {
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+		nodes = append(nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range nodes {
+		for {
+			out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Redis Cluster not ready after 30s: %s", out)
+			}
+			time.Sleep(50 * time.Millisecond) // waiting for the cluster to agree
+		}
+	}
+	return nodes
 }
