@@ -21,11 +21,12 @@ type Server struct {
 	Addr string // 127.0.0.1:<port>
 	Port int
 
-	t    testing.TB
-	dir  string
-	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
+	t        testing.TB
+	dir      string
+	args     []string
+	sentinel string // the config file of a Sentinel; "" for a server
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // need fails the test under CI=true, and skips it loudly elsewhere, when
@@ -62,10 +63,19 @@ func (s *Server) start() {
 	s.t.Helper()
 	// An append-only file keeps the data across Restart, as a production
 	// Redis with persistence would.
-	s.cmd = exec.Command("redis-server",
+	var conf []string
+	if s.sentinel != "" {
+		// Sentinel rewrites its config file: it must be a file of its own.
+		path := s.dir + "/sentinel.conf"
+		if err := os.WriteFile(path, []byte(s.sentinel), 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+		conf = []string{path, "--sentinel"}
+	}
+	s.cmd = exec.Command("redis-server", append(conf,
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
-		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")...)
 	s.cmd.Args = append(s.cmd.Args, s.args...)
 	out, err := os.Create(s.dir + "/redis.log")
 	if err != nil {
@@ -163,4 +173,24 @@ func StartCluster(t testing.TB, n int) []*Server {
 		}
 	}
 	return nodes
+}
+
+// StartSentinel starts a master and one Sentinel that monitors it as
+// masterName (quorum 1), and returns the Sentinel; clients find the master
+// through it.
+func StartSentinel(t testing.TB, masterName string) (master, sentinel *Server) {
+	t.Helper()
+	need(t, "redis-server")
+	master = Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	sentinel = &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, t: t, dir: t.TempDir(),
+		sentinel: fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", masterName, master.Port)}
+	sentinel.start()
+	t.Cleanup(sentinel.Stop)
+	return master, sentinel
 }

@@ -98,3 +98,33 @@ func TestOnRedisCluster(t *testing.T) {
 		t.Fatal("hold announcement not received on the cluster")
 	}
 }
+
+// Through a real Sentinel: the client asks it for the master and works on it.
+func TestThroughSentinel(t *testing.T) {
+	master, sentinel := redistest.StartSentinel(t, "atlasgate-master")
+	s := &Storage{Addresses: []string{sentinel.Addr}, MasterName: "atlasgate-master", KeyPrefix: "sentinel"}
+	opts, key, err := s.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.prefix, s.lease, s.logger = "{sentinel}:", time.Duration(s.LockLease), zap.NewNop()
+	s.shared = newShared(redis.NewUniversalClient(opts), s.prefix, s.logger)
+	s.shared.key = key
+	t.Cleanup(func() { _ = s.shared.Destruct() })
+	ctx := context.Background()
+	if err := s.Store(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	// The value is on the master the Sentinel named.
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer direct.Close()
+	if v, err := direct.HGet(ctx, "{sentinel}:v:k", "d").Result(); err != nil || v != "v" {
+		t.Fatalf("on the master: %q %v", v, err)
+	}
+}
