@@ -128,3 +128,25 @@ func TestThroughSentinel(t *testing.T) {
 		t.Fatalf("on the master: %q %v", v, err)
 	}
 }
+
+// TLS to Redis with the CA from `tls ca_file`; without that CA the
+// connection is refused.
+func TestTLSWithCAFile(t *testing.T) {
+	srv, caFile := redistest.StartTLS(t)
+	connect := func(ca string) error {
+		s := &Storage{Addresses: []string{srv.Addr}, KeyPrefix: "tls", TLS: &TLS{CAFile: ca}}
+		opts, _, err := s.options()
+		if err != nil {
+			return err
+		}
+		c := redis.NewUniversalClient(opts)
+		defer c.Close()
+		return c.Set(context.Background(), "{tls}:probe", "1", 0).Err()
+	}
+	if err := connect(caFile); err != nil {
+		t.Fatalf("TLS with the server's CA: %v", err)
+	}
+	if err := connect(""); err == nil {
+		t.Fatal("a server certificate from an unknown CA was accepted")
+	}
+}
