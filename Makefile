@@ -5,7 +5,7 @@ CADDY   := bin/caddy
 # under cmd/ and integration/ (editing those must not cost a 30 s rebuild).
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -path './cmd/*' -not -path './integration/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo test vet fuzz bench bench-reload clean
+.PHONY: build dev run demo demo-cluster test vet fuzz bench bench-reload clean
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -29,6 +29,12 @@ run: $(CADDY)
 demo: $(CADDY)
 	$(GO) build -o bin/atlasdemo ./cmd/atlasdemo
 	bin/atlasdemo -caddy $(CADDY)
+
+# Three replicas on one Redis (Debian's redis-server) behind a Caddy load
+# balancer, in front of the simulator: docs/cluster.md.
+demo-cluster: $(CADDY)
+	$(GO) build -o bin/atlasclusterdemo ./cmd/atlasclusterdemo
+	bin/atlasclusterdemo -caddy $(CADDY)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -16,4 +16,5 @@ import (
 	_ "github.com/atlasgate/atlasgate/modules/logbuffer"
 	_ "github.com/atlasgate/atlasgate/modules/policy"
 	_ "github.com/atlasgate/atlasgate/modules/proxy"
+	_ "github.com/atlasgate/atlasgate/modules/storage/redis"
 )

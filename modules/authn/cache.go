@@ -84,3 +84,12 @@ func (c *Cache[V]) Len() int {
 
 // SetClock replaces the clock (tests).
 func (c *Cache[V]) SetClock(now func() time.Time) { c.now = now }
+
+// Clear drops every entry (e.g. when invalidation messages may have been
+// missed).
+func (c *Cache[V]) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+	c.lru.Init()
+}

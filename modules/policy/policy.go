@@ -6,6 +6,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,7 @@ type Handler struct {
 	credRates map[string]*rate
 	idRate    *rate
 	limiter   *limiter
+	shared    SharedLimiter // nil: per-process buckets only
 	holdBack  time.Duration
 	logger    *zap.Logger
 	audit     *zap.Logger
@@ -126,6 +128,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.limiter = lim.(*limiter)
+	h.shared = sharedLimiterOf(ctx)
 	return nil
 }
 
@@ -249,7 +252,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeJSON(w, d.Status, errorBody{Error: d.Error, Message: "access denied by policy", Rule: ruleOrNone(d.Rule), Reason: d.Reason})
 		return nil
 	}
-	if scope, wait, why := h.limit(in, &d); scope != "" {
+	scope, wait, why := h.limit(r.Context(), in, &d)
+	if scope == limitUnavailable {
+		ev.decision, ev.reason, ev.status = "rate_limit_unavailable", why, http.StatusServiceUnavailable
+		h.finish(&ev)
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "rate_limit_unavailable", Message: "rate limits cannot be checked now; retry later", Rule: d.Rule, Reason: why})
+		return nil
+	}
+	if scope != "" {
 		ev.decision, ev.reason, ev.status = "rate_limited", why, http.StatusTooManyRequests
 		h.metrics.rateLimited(scope)
 		h.finish(&ev)
@@ -280,40 +291,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // limit applies the rate limits to an allowed request. It returns the scope
 // that refused it (identity or credential), how long to wait and why.
-func (h *Handler) limit(in *Input, d *Decision) (string, time.Duration, string) {
-	t := in.Time
+func (h *Handler) limit(ctx context.Context, in *Input, d *Decision) (string, time.Duration, string) {
 	who := identityKey(in)
-	var checks []struct {
-		key, scope, text string
-		r                *rate
-	}
-	add := func(key, scope, text string, r *rate) {
-		checks = append(checks, struct {
-			key, scope, text string
-			r                *rate
-		}{key, scope, text, r})
-	}
+	var checks []limitCheck
 	if d.rule != nil && d.rule.rate != nil {
-		add("rule:"+h.Name+"/"+d.Rule+":"+who, "identity", "rule "+d.Rule+" rate "+d.rule.rate.text+" per identity", d.rule.rate)
+		checks = append(checks, limitCheck{"rule:" + h.Name + "/" + d.Rule + ":" + who, "identity", "rule " + d.Rule + " rate " + d.rule.rate.text + " per identity", d.rule.rate})
 	}
 	if h.idRate != nil {
-		add("identity:"+h.Name+":"+who, "identity", "policy rate "+h.idRate.text+" per identity", h.idRate)
+		checks = append(checks, limitCheck{"identity:" + h.Name + ":" + who, "identity", "policy rate " + h.idRate.text + " per identity", h.idRate})
 	}
 	if r := h.credRates[d.Credential]; r != nil && d.Credential != "" {
-		add("credential:"+d.Credential, "credential", "credential "+d.Credential+" rate "+r.text, r)
+		checks = append(checks, limitCheck{"credential:" + d.Credential, "credential", "credential " + d.Credential + " rate " + r.text, r})
 	}
-	// Look before taking, so a refused request costs no bucket anything.
-	for _, c := range checks {
-		if ok, wait := h.limiter.peek(c.key, c.r, t); !ok {
-			return c.scope, wait, c.text + " exceeded"
-		}
-	}
-	for _, c := range checks {
-		if ok, wait := h.limiter.take(c.key, c.r, t); !ok {
-			return c.scope, wait, c.text + " exceeded"
-		}
-	}
-	return "", 0, ""
+	return h.apply(ctx, checks, in.Time)
 }
 
 // identityKey names the caller for rate limits: authenticator and user, or

@@ -26,6 +26,7 @@ const defaultHoldBackMax = 5 * time.Minute
 type holds struct {
 	mu    sync.Mutex
 	until map[string]hold
+	share atomic.Pointer[sharedHoldsRef] // the newest config's storage, when it shares holds
 }
 
 type hold struct {
@@ -40,14 +41,16 @@ var holdPool = caddy.NewUsagePool()
 
 const holdKey = "atlasgate.proxy.holds"
 
-func loadHolds() (*holds, error) {
+func loadHolds(ctx caddy.Context) (*holds, error) {
 	v, _, err := holdPool.LoadOrNew(holdKey, func() (caddy.Destructor, error) {
 		return &holds{until: map[string]hold{}}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*holds), nil
+	h := v.(*holds)
+	h.attach(ctx)
+	return h, nil
 }
 
 // get returns the hold on a credential that is still in force.
@@ -81,11 +84,21 @@ func (h *holds) observe(name string, resp *http.Response, t time.Time, maxHold t
 		return
 	}
 	until := t.Add(min(d, maxHold))
+	if h.set(name, until, resp.StatusCode) {
+		h.publish(name, until, resp.StatusCode)
+	}
+}
+
+// set records a hold unless a longer one is in force; it reports whether it
+// changed anything.
+func (h *holds) set(name string, until time.Time, status int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if cur, ok := h.until[name]; !ok || until.After(cur.until) {
-		h.until[name] = hold{until: until, status: resp.StatusCode}
+		h.until[name] = hold{until: until, status: status}
+		return true
 	}
+	return false
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date.

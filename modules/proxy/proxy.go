@@ -98,7 +98,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("upstream_hold_back: %q: use on or off", h.UpstreamHoldBack)
 	}
-	if h.holds, err = loadHolds(); err != nil {
+	if h.holds, err = loadHolds(ctx); err != nil {
 		return err
 	}
 

@@ -91,13 +91,14 @@ type APIKey struct {
 	// password.
 	Header string `json:"header,omitempty"`
 
-	store  *store
-	cache  *authn.Cache[*Record]
-	group  *singleflight.Group
-	usage  *usage
-	logger *zap.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
+	store    *store
+	cache    *authn.Cache[*Record]
+	notifier Notifier // nil: revocations are seen by polling (cacheTTL)
+	group    *singleflight.Group
+	usage    *usage
+	logger   *zap.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // usage tracks the last-used writes of one authenticator.
@@ -142,6 +143,7 @@ func (a *APIKey) setup(ctx context.Context, s certmagic.Storage, logger *zap.Log
 	a.group = new(singleflight.Group)
 	a.usage = &usage{touched: make(map[string]time.Time)}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	a.watchRevocations(s)
 	return nil
 }
 
@@ -265,16 +267,18 @@ func (a *APIKey) lookup(ctx context.Context, id string, h [32]byte) (*Record, er
 	if !t.Before(rec.Expires) {
 		return nil, a.reject(id, "key expired")
 	}
-	a.cache.Put(h, rec, minTime(t.Add(cacheTTL), rec.Expires))
+	a.cache.Put(h, rec, minTime(t.Add(a.positiveTTL()), rec.Expires))
 	return rec, nil
 }
 
 // forget drops rec's key from this replica's cache, so that a revocation made
-// here takes effect here at once (other replicas follow within cacheTTL). The
+// here takes effect here at once, and announces it when the storage
+// broadcasts (other replicas follow at once, or else within cacheTTL). The
 // stored hash is the cache key; a nil entry reads as a miss.
 func (a *APIKey) forget(rec *Record) {
 	if h := rec.hashBytes(); len(h) == 32 {
 		a.cache.Put([32]byte(h), nil, now().Add(cacheTTL))
+		a.announce(h)
 	}
 }
 
