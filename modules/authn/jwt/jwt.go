@@ -47,6 +47,10 @@ var supportedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", 
 // JWT authenticates requests whose bearer token is a JWT of one issuer,
 // verified with the keys of the issuer's JWKS.
 type JWT struct {
+	// Where the token is read besides `Authorization: Bearer`
+	// (`token_header`, `token_header_scheme`); see authn.TokenSource.
+	authn.TokenSource
+
 	// Preset fills in the defaults of a well-known identity provider (issuer,
 	// keys, algorithms, username and groups claims, sometimes the audience).
 	// Explicit options override them. Default: none.
@@ -154,6 +158,9 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		return err
 	}
 	j.logger = ctx.Logger()
+	if err := j.ValidateTokenSource(); err != nil {
+		return err
+	}
 	j.resolvePlaceholders()
 	if err := j.applyPreset(); err != nil {
 		return err
@@ -337,7 +344,7 @@ func (j *JWT) Cleanup() error {
 
 // Authenticate implements authn.Authenticator.
 func (j *JWT) Authenticate(r *http.Request) (*authn.Identity, error) {
-	token, err := authn.BearerToken(r)
+	token, err := j.Token(r)
 	if err != nil {
 		return nil, err
 	}
