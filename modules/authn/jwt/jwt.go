@@ -33,8 +33,11 @@ const (
 	defaultLeeway       = time.Minute
 	maxLeeway           = 5 * time.Minute
 	defaultCacheSize    = 10000
-	defaultRefresh      = time.Hour
-	defaultMinRefetch   = 30 * time.Second
+	// A removed key is dropped within minutes; a new one is picked up within
+	// seconds (a token with an unknown kid refetches at most every
+	// defaultMinRefetch, which is what protects the issuer from sprays).
+	defaultRefresh    = 5 * time.Minute
+	defaultMinRefetch = 5 * time.Second
 	defaultFetchTimeout = 10 * time.Second
 )
 
@@ -117,12 +120,16 @@ type JWT struct {
 	// busy client costs no signature check per request. Default 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// How often the JWKS is refetched in the background. Default 1h.
+	// How often the JWKS is refetched in the background, at most: an
+	// issuer's `Cache-Control: max-age` shortens it (never below
+	// jwks_min_refetch). A key the issuer removed is refused at the latest
+	// this long after, also in tokens verified before. Default 5m.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
 
-	// The least time between two JWKS fetches caused by tokens with an
-	// unknown key id, so that tokens with made-up key ids cannot hammer the
-	// issuer. Default 30s.
+	// The least time between two JWKS fetches, both those caused by tokens
+	// with an unknown key id (so that tokens with made-up key ids cannot
+	// hammer the issuer: one fetch per interval whatever the flood) and the
+	// background ones a short max-age asks for. Default 5s.
 	JWKSMinRefetch caddy.Duration `json:"jwks_min_refetch,omitempty"`
 
 	// Timeout of each discovery and JWKS request. Default 10s.
@@ -139,7 +146,7 @@ type JWT struct {
 	requirements   []requirement
 	keys           *keySource
 	released       bool
-	cache          *authn.Cache[*authn.Identity]
+	cache          *authn.Cache[*verified]
 	logger         *zap.Logger
 }
 
@@ -176,7 +183,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	j.cache = authn.NewCache[*authn.Identity](j.CacheSize)
+	j.cache = authn.NewCache[*verified](j.CacheSize)
 	j.cache.SetClock(func() time.Time { return now() })
 	return nil
 }
@@ -357,22 +364,25 @@ func (j *JWT) authenticate(r *http.Request, token string) (*authn.Identity, erro
 		return nil, authn.BadRequest("credential too large", nil)
 	}
 	key := authn.Key(token)
-	id, ok := j.cache.Get(key)
+	v, ok := j.cache.Get(key)
+	// A token whose key the issuer has since removed is verified again (and
+	// refused): the cache must not outlive the key.
+	ok = ok && j.keys.stillPublished(v)
 	authn.CacheLookup("jwt", ok)
 	if ok {
 		// The cache expires entries at exp; each caller gets its own copy
 		// because the handler fills in Authenticator.
-		c := *id
+		c := *v.id
 		return &c, nil
 	}
-	id, until, err := j.verify(r.Context(), token)
+	id, k, until, err := j.verify(r.Context(), token)
 	if err != nil {
 		if c := j.logger.Check(zap.DebugLevel, "jwt refused"); c != nil {
 			c.Write(zap.Error(err))
 		}
 		return nil, err
 	}
-	j.cache.Put(key, id, until)
+	j.cache.Put(key, j.keys.verifiedWith(id, k), until)
 	c := *id
 	return &c, nil
 }
