@@ -33,11 +33,8 @@ const (
 	defaultLeeway       = time.Minute
 	maxLeeway           = 5 * time.Minute
 	defaultCacheSize    = 10000
-	// A removed key is dropped within minutes; a new one is picked up within
-	// seconds (a token with an unknown kid refetches at most every
-	// defaultMinRefetch, which is what protects the issuer from sprays).
-	defaultRefresh    = 5 * time.Minute
-	defaultMinRefetch = 5 * time.Second
+	defaultRefresh      = 5 * time.Minute // a withdrawn key is refused within minutes
+	defaultMinRefetch   = 5 * time.Second // a new key is accepted within seconds; the spray limit
 	defaultFetchTimeout = 10 * time.Second
 )
 
