@@ -3,7 +3,7 @@ GO      ?= go
 CADDY   := bin/caddy
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo test vet fuzz bench clean
+.PHONY: build dev run demo test vet fuzz bench clean sdk-deps sdk-test
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -41,6 +41,14 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./modules/authn/jwt
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./modules/policy
+
+# The SDK matrix (integration/sdk_test.go): real client libraries from the npm
+# registry, installed into .cache/sdk (skipped by the tests when missing).
+sdk-deps:
+	mkdir -p .cache/sdk
+	cd .cache/sdk && { test -f package.json || npm init -y >/dev/null; } && npm install --no-audit --no-fund jira.js@5 bitbucket@2
+sdk-test: sdk-deps
+	$(GO) test -run '^TestSDKMatrix$$' -v ./integration/
 
 # Benchmarks: plain Caddy reverse_proxy vs the gateway, same upstream, same run.
 bench: $(CADDY)
