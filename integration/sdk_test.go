@@ -66,7 +66,11 @@ http://127.0.0.1:%d {
 		"SDK_GATEWAY_TOKEN="+key,
 		fmt.Sprintf("SDK_JIRA_URL=http://127.0.0.1:%d", jiraPort),
 		fmt.Sprintf("SDK_BITBUCKET_URL=http://127.0.0.1:%d", bbPort),
-		"SDK_WORKSPACE="+atlassim.DemoWorkspace)
+		"SDK_WORKSPACE="+atlassim.DemoWorkspace,
+		"SDK_ATTACHMENT_ID="+atlassim.DemoAttachmentID,
+		"SDK_ATTACHMENT_CONTENT=attachment bytes served by the media host\n",
+		// The media host's certificate (Atlassian's is publicly trusted).
+		"NODE_EXTRA_CA_CERTS="+caFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -87,6 +91,21 @@ http://127.0.0.1:%d {
 	}
 	if err != nil {
 		t.Fatalf("SDK matrix: %v\n%s\n%s", err, out, stderr.String())
+	}
+	// The SDK followed the 303 itself: no Atlassian credential went to the
+	// media host. (The custom header did: HTTP clients drop Authorization and
+	// Proxy-Authorization on a redirect to another host, not custom headers;
+	// authentication.md says so.)
+	media := sim.RequestsTo(atlassim.HostMedia)
+	if len(media) != 1 || media[0].Header.Get("Authorization") != "" {
+		t.Errorf("media host: %d requests, Authorization %q", len(media), func() string {
+			if len(media) == 0 {
+				return ""
+			}
+			return media[0].Header.Get("Authorization")
+		}())
+	} else {
+		t.Logf("headers at the media host: %v", keysOf(media[0].Header))
 	}
 	// Neither the placeholder nor the gateway key reached Atlassian.
 	for _, host := range []string{atlassim.HostSite, atlassim.HostBitbucket} {
@@ -118,4 +137,12 @@ func createAPIKey(t *testing.T, g *gateway) string {
 		t.Fatalf("creating an API key: %d %s", resp.StatusCode, b)
 	}
 	return k.Key
+}
+
+func keysOf(h http.Header) []string {
+	var out []string
+	for k := range h {
+		out = append(out, k)
+	}
+	return out
 }

@@ -41,6 +41,12 @@ const check = async (name, fn) => {
     if (!issue.self.startsWith(jiraBase + '/')) throw new Error(`self ${issue.self} is not on ${jiraBase}`);
     return issue.self;
   });
+  await check('jira.js downloads an attachment (303 to the media host)', async () => {
+    const body = await jira.issueAttachments.getAttachmentContent({ id: env('SDK_ATTACHMENT_ID'), redirect: true });
+    const text = Buffer.from(body).toString('utf8');
+    if (text !== env('SDK_ATTACHMENT_CONTENT')) throw new Error(`content ${JSON.stringify(text)}`);
+    return text.length + ' bytes';
+  });
 
   const bbBase = env('SDK_BITBUCKET_URL');
   const bitbucket = new Bitbucket({
