@@ -46,7 +46,7 @@ fuzz:
 # registry, installed into .cache/sdk (skipped by the tests when missing).
 sdk-deps:
 	mkdir -p .cache/sdk
-	cd .cache/sdk && { test -f package.json || npm init -y >/dev/null; } && npm install --no-audit --no-fund jira.js@5 bitbucket@2
+	cd .cache/sdk && { test -f package.json || npm init -y >/dev/null; } && npm install --no-audit --no-fund jira.js@5 confluence.js@2 bitbucket@2
 sdk-test: sdk-deps
 	$(GO) test -run '^TestSDKMatrix$$' -v ./integration/
 

@@ -27,7 +27,7 @@ func sdkModules(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
 	}
-	for _, pkg := range []string{"jira.js", "bitbucket"} {
+	for _, pkg := range []string{"jira.js", "confluence.js", "bitbucket"} {
 		if _, err := os.Stat(filepath.Join(dir, pkg)); err != nil {
 			t.Skipf("%s not installed in %s: run make sdk-deps", pkg, dir)
 		}

@@ -2,11 +2,12 @@
 // with placeholder Atlassian credentials (which they always send in
 // Authorization) and the caller's gateway token in X-Atlasgate-Token.
 // Run by integration/sdk_test.go; NODE_PATH names a node_modules with
-// jira.js and bitbucket (make sdk-deps). Prints one JSON result per check and
+// jira.js, confluence.js and bitbucket (make sdk-deps). Prints one JSON result per check and
 // exits non-zero when one fails.
 'use strict';
 const { Version3Client } = require('jira.js');
 const { Bitbucket } = require('bitbucket');
+const { ConfluenceClient } = require('confluence.js');
 
 const env = (name) => {
   const v = process.env[name];
@@ -46,6 +47,29 @@ const check = async (name, fn) => {
     const text = Buffer.from(body).toString('utf8');
     if (text !== env('SDK_ATTACHMENT_CONTENT')) throw new Error(`content ${JSON.stringify(text)}`);
     return text.length + ' bytes';
+  });
+
+  const confluence = new ConfluenceClient({
+    host: jiraBase,
+    authentication: { basic: { email: 'placeholder@example.com', apiToken: 'placeholder' } },
+    baseRequestConfig: { headers },
+  });
+  await check('confluence.js pages by _links.base + _links.next', async () => {
+    let page = await confluence.content.getContent({ limit: 1 });
+    const ids = page.results.map((p) => p.id);
+    while (page._links.next) {
+      // What Confluence clients do: join the base and the relative next.
+      const url = page._links.base + page._links.next;
+      if (!url.startsWith(jiraBase + '/wiki/')) throw new Error(`next page ${url} is not on ${jiraBase}`);
+      const resp = await fetch(url, {
+        headers: { ...headers, Authorization: 'Basic ' + Buffer.from('placeholder@example.com:placeholder').toString('base64') },
+      });
+      if (!resp.ok) throw new Error(`GET ${url}: ${resp.status}`);
+      page = await resp.json();
+      ids.push(...page.results.map((p) => p.id));
+    }
+    if (ids.length < 2) throw new Error(`only ${ids.length} page(s)`);
+    return ids;
   });
 
   const bbBase = env('SDK_BITBUCKET_URL');
