@@ -42,6 +42,17 @@ const check = async (name, fn) => {
     if (!issue.self.startsWith(jiraBase + '/')) throw new Error(`self ${issue.self} is not on ${jiraBase}`);
     return issue.self;
   });
+  await check('jira.js pages the JQL search by nextPageToken', async () => {
+    const keys = [];
+    let nextPageToken;
+    do {
+      const page = await jira.issueSearch.searchForIssuesUsingJqlEnhancedSearch({ jql: 'project = DEMO', maxResults: 1, nextPageToken });
+      keys.push(...page.issues.map((i) => i.key));
+      nextPageToken = page.nextPageToken;
+    } while (nextPageToken);
+    if (keys.length < 2) throw new Error(`only ${keys.length} issue(s)`);
+    return keys;
+  });
   await check('jira.js downloads an attachment (303 to the media host)', async () => {
     const body = await jira.issueAttachments.getAttachmentContent({ id: env('SDK_ATTACHMENT_ID'), redirect: true });
     const text = Buffer.from(body).toString('utf8');
