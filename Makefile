@@ -5,7 +5,7 @@ CADDY   := bin/caddy
 # under cmd/ and integration/ (editing those must not cost a 30 s rebuild).
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -path './cmd/*' -not -path './integration/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo demo-cluster test vet fuzz bench bench-reload clean
+.PHONY: build dev run demo demo-cluster test vet fuzz bench bench-reload clean sdk-deps sdk-test
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -52,6 +52,14 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./modules/authn/jwt
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./modules/policy
+
+# The SDK matrix (integration/sdk_test.go): real client libraries from the npm
+# registry, installed into .cache/sdk (skipped by the tests when missing).
+sdk-deps:
+	mkdir -p .cache/sdk
+	cd .cache/sdk && { test -f package.json || npm init -y >/dev/null; } && npm install --no-audit --no-fund jira.js@5 confluence.js@2 bitbucket@2
+sdk-test: sdk-deps
+	$(GO) test -run '^TestSDKMatrix$$' -v ./integration/
 
 # Benchmarks: plain Caddy reverse_proxy vs the gateway, same upstream, same run.
 bench: $(CADDY)

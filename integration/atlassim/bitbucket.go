@@ -72,7 +72,7 @@ func (s *Sim) bitbucketUser(c *call, u User, workspace string) {
 }
 
 // bitbucketRepos lists a workspace's repositories with Bitbucket's page-based
-// pagination (pagelen, page, size, next).
+// pagination (pagelen, page, size, next, previous).
 func (s *Sim) bitbucketRepos(c *call, ws, tokenWorkspace string) {
 	if tokenWorkspace != "" && tokenWorkspace != ws {
 		c.bitbucketError(http.StatusForbidden, "Your credentials lack one or more required privilege scopes.")
@@ -96,12 +96,19 @@ func (s *Sim) bitbucketRepos(c *call, ws, tokenWorkspace string) {
 		values = append(values, map[string]any{
 			"type": "repository", "uuid": r.UUID, "name": r.Name, "slug": r.Slug,
 			"full_name": ws + "/" + r.Slug, "is_private": r.Private,
-			"links": map[string]any{"self": map[string]string{"href": c.base + "/2.0/repositories/" + ws + "/" + r.Slug}},
+			"links": map[string]any{
+				"self": map[string]string{"href": c.base + "/2.0/repositories/" + ws + "/" + r.Slug},
+				// The web page is on bitbucket.org, not the API host.
+				"html": map[string]string{"href": "https://bitbucket.org/" + ws + "/" + r.Slug},
+			},
 		})
 	}
 	body := map[string]any{"values": values, "pagelen": pagelen, "page": pageNo, "size": len(repos)}
 	if end < len(repos) {
 		body["next"] = fmt.Sprintf("%s/2.0/repositories/%s?pagelen=%d&page=%d", c.base, ws, pagelen, pageNo+1)
+	}
+	if pageNo > 1 {
+		body["previous"] = fmt.Sprintf("%s/2.0/repositories/%s?pagelen=%d&page=%d", c.base, ws, pagelen, pageNo-1)
 	}
 	c.json(http.StatusOK, body)
 }

@@ -67,16 +67,27 @@ func (c *call) contentJSON(p *page) map[string]any {
 	}
 }
 
+// confluenceContent lists pages with REST v1's offset paging: `start` and
+// `limit` (default 25), and a `_links.next` relative to `_links.base` while
+// more remain, which clients join to the base.
 func (s *Sim) confluenceContent(c *call) {
+	q := c.r.URL.Query()
+	limit := queryInt(q, "limit", 25, 1, 250)
 	s.mu.RLock()
+	start := min(queryInt(q, "start", 0, 0, 1<<20), len(s.data.pages))
+	end := min(start+limit, len(s.data.pages))
 	results := []map[string]any{}
-	for _, p := range s.data.pages {
+	for _, p := range s.data.pages[start:end] {
 		results = append(results, c.contentJSON(p))
 	}
+	more := end < len(s.data.pages)
 	s.mu.RUnlock()
+	links := map[string]any{"base": c.base + "/wiki", "context": "/wiki", "self": c.base + "/wiki/rest/api/content"}
+	if more {
+		links["next"] = fmt.Sprintf("/rest/api/content?next=true&limit=%d&start=%d", limit, end)
+	}
 	c.json(http.StatusOK, map[string]any{
-		"results": results, "start": 0, "limit": 25, "size": len(results),
-		"_links": map[string]any{"base": c.base + "/wiki", "context": "/wiki", "self": c.base + "/wiki/rest/api/content"},
+		"results": results, "start": start, "limit": limit, "size": len(results), "_links": links,
 	})
 }
 

@@ -3,6 +3,7 @@ package atlassim
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -200,21 +201,45 @@ func (s *Sim) jiraCreateIssue(c *call) {
 var jqlProject = regexp.MustCompile(`(?i)\bproject\s*=\s*"?([A-Za-z][A-Za-z0-9_]*)"?`)
 
 // jiraSearch implements the enhanced JQL search just far enough for clients:
-// "project = X" filters, anything else returns every issue, in one page.
+// "project = X" filters, anything else returns every issue. It pages like
+// Jira's /search/jql: `maxResults` (default 50), an opaque `nextPageToken`
+// while more remain, `isLast` on the last page, no URLs.
 func (s *Sim) jiraSearch(c *call) {
+	q := c.r.URL.Query()
 	project := ""
-	if m := jqlProject.FindStringSubmatch(c.r.URL.Query().Get("jql")); m != nil {
+	if m := jqlProject.FindStringSubmatch(q.Get("jql")); m != nil {
 		project = strings.ToUpper(m[1])
 	}
+	maxResults := queryInt(q, "maxResults", 50, 1, 5000)
+	start := 0
+	if tok := q.Get("nextPageToken"); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		n, perr := strconv.Atoi(strings.TrimPrefix(string(raw), "offset:"))
+		if err != nil || perr != nil || n < 0 {
+			c.productError(http.StatusBadRequest)
+			return
+		}
+		start = n
+	}
 	s.mu.RLock()
-	issues := []map[string]any{}
+	var matched []*issue
 	for _, is := range s.data.issues {
 		if project == "" || is.Project == project {
-			issues = append(issues, c.issueJSON(is))
+			matched = append(matched, is)
 		}
 	}
+	start = min(start, len(matched))
+	end := min(start+maxResults, len(matched))
+	issues := []map[string]any{}
+	for _, is := range matched[start:end] {
+		issues = append(issues, c.issueJSON(is))
+	}
 	s.mu.RUnlock()
-	c.json(http.StatusOK, map[string]any{"issues": issues, "isLast": true})
+	body := map[string]any{"issues": issues, "isLast": end == len(matched)}
+	if end < len(matched) {
+		body["nextPageToken"] = base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(end)))
+	}
+	c.json(http.StatusOK, body)
 }
 
 // jiraAttachment answers like Jira Cloud: 303 to a signed URL on the media

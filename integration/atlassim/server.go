@@ -87,6 +87,7 @@ type BearerAuthFunc func(token string) (accountID string, scopes []string, ok bo
 
 // Sim is a running simulator. All methods are safe for concurrent use.
 type Sim struct {
+	gzip    atomic.Bool // SetGzip
 	cfg     Config
 	pki     *pki
 	rec     *recorder
@@ -377,10 +378,11 @@ func (s *Sim) serve(vh *vhost, w http.ResponseWriter, r *http.Request) {
 // json writes v as an Atlassian-style JSON response.
 func (c *call) json(status int, v any) {
 	c.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	c.WriteHeader(status)
-	if status != http.StatusNoContent && v != nil {
-		_ = json.NewEncoder(c).Encode(v)
+	if status == http.StatusNoContent || v == nil {
+		c.WriteHeader(status)
+		return
 	}
+	c.jsonBody(status, v)
 }
 
 // decode parses the request body as JSON into v.

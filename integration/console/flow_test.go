@@ -134,7 +134,8 @@ func TestConsoleRefusals(t *testing.T) {
 		status             int
 	}{
 		{name: "no console login", method: "GET", path: prefix + "/", noAuth: true, status: 401},
-		{name: "GET on authorize", method: "GET", path: prefix + "/authorize/jira", status: 405},
+		{name: "PUT on authorize", method: "PUT", path: prefix + "/authorize/jira", status: 405},
+		{name: "GET on authorize of an unknown credential", method: "GET", path: prefix + "/authorize/%3Cscript%3Ealert(1)%3C%2Fscript%3E", status: 404},
 		{name: "cross-origin POST", method: "POST", path: prefix + "/authorize/jira", header: map[string]string{"Origin": "https://evil.example"}, status: 403},
 		{name: "cross-origin Referer", method: "POST", path: prefix + "/authorize/jira", header: map[string]string{"Referer": "https://evil.example/page"}, status: 403},
 		{name: "unknown credential", method: "POST", path: prefix + "/authorize/nope", status: 404},

@@ -25,6 +25,9 @@ type provider struct {
 	srv      *http.Server
 	storage  *opStorage
 	jwksHits atomic.Int64
+	// jwksCacheControl, when set, is the Cache-Control of the JWKS answers,
+	// as many IdPs send it (zitadel's op sends none).
+	jwksCacheControl atomic.Value
 }
 
 // The OP's clients: their secrets, and the audience of their tokens.
@@ -51,6 +54,9 @@ func startProvider() (*provider, error) {
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == keysPath {
 			p.jwksHits.Add(1)
+			if cc, _ := p.jwksCacheControl.Load().(string); cc != "" {
+				w.Header().Set("Cache-Control", cc)
+			}
 		}
 		handler.ServeHTTP(w, r)
 	}), ReadHeaderTimeout: 5 * time.Second}
@@ -101,6 +107,13 @@ func (s *opStorage) rotate() *opKey {
 		s.keys = s.keys[:2]
 	}
 	return k
+}
+
+// retire stops publishing every key but the signing key.
+func (s *opStorage) retire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = []*opKey{s.active}
 }
 
 func (s *opStorage) signingKey() *opKey {

@@ -162,7 +162,8 @@ func TestOAuthLifecycle(t *testing.T) {
 	// Before anyone authorized: 503 naming the credential and the console.
 	status, body := g.get(t, "/rest/api/3/myself")
 	if status != http.StatusServiceUnavailable || body["credential"] != "jira" ||
-		!strings.Contains(fmt.Sprint(body["remedy"]), "/atlasgate/oauth") {
+		!strings.Contains(fmt.Sprint(body["remedy"]), "/atlasgate/oauth/authorize/jira") ||
+		!strings.HasSuffix(fmt.Sprint(body["link"]), "/atlasgate/oauth/authorize/jira") {
 		t.Fatalf("unauthorized: %d %v", status, body)
 	}
 

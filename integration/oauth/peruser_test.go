@@ -74,7 +74,7 @@ http://127.0.0.1:%d {
 
 	// Before authorizing: a 403 with the link to authorize.
 	status, body := call("alice")
-	if status != http.StatusForbidden || body["error"] != "authorization_required" || !strings.HasSuffix(fmt.Sprint(body["link"]), "/atlasgate/oauth/") {
+	if status != http.StatusForbidden || body["error"] != "authorization_required" || !strings.HasSuffix(fmt.Sprint(body["link"]), "/atlasgate/oauth/authorize/mine") {
 		t.Fatalf("unauthorized caller: %d %v", status, body)
 	}
 

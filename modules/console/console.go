@@ -36,6 +36,8 @@ const DefaultPathPrefix = "/atlasgate/oauth"
 //
 //   - `GET <prefix>/`: every credential of the atlasgate app with its state,
 //     and an Authorize button for each OAuth credential;
+//   - `GET <prefix>/authorize/<name>`: a page that asks to confirm, whose
+//     button posts to the same address (the link error answers carry);
 //   - `POST <prefix>/authorize/<name>`: starts the authorization-code flow with
 //     a single-use state kept in Caddy's storage and bound to the browser by
 //     a cookie, and redirects to the credential's authorize URL;
@@ -126,10 +128,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.serveIndex(w, r)
 	case strings.HasPrefix(rest, "/authorize/"):
-		if r.Method != http.MethodPost {
-			return h.methodNotAllowed(w, "POST")
+		name := strings.TrimPrefix(rest, "/authorize/")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			// A link (from an error answer) only shows the confirmation
+			// page: nothing changes on GET.
+			return h.serveConfirm(w, r, name)
+		case http.MethodPost:
+			return h.serveAuthorize(w, r, name)
 		}
-		return h.serveAuthorize(w, r, strings.TrimPrefix(rest, "/authorize/"))
+		return h.methodNotAllowed(w, "GET, HEAD, POST")
 	case strings.HasPrefix(rest, "/check/"):
 		if r.Method != http.MethodPost {
 			return h.methodNotAllowed(w, "POST")

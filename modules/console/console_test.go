@@ -217,7 +217,9 @@ func TestAuthorizeRefusals(t *testing.T) {
 		header             map[string]string
 		status             int
 	}{
-		{"GET", http.MethodGet, "/atlasgate/oauth/authorize/jira", nil, 405},
+		{"PUT", http.MethodPut, "/atlasgate/oauth/authorize/jira", nil, 405},
+		{"GET of an unknown credential", http.MethodGet, "/atlasgate/oauth/authorize/nope", nil, 404},
+		{"GET of a static credential", http.MethodGet, "/atlasgate/oauth/authorize/static", nil, 400},
 		{"cross-origin", http.MethodPost, "/atlasgate/oauth/authorize/jira", map[string]string{"Origin": "https://evil.example"}, 403},
 		{"null origin", http.MethodPost, "/atlasgate/oauth/authorize/jira", map[string]string{"Origin": "null"}, 403},
 		{"cross-origin referer", http.MethodPost, "/atlasgate/oauth/authorize/jira", map[string]string{"Referer": "https://evil.example/x"}, 403},
@@ -239,6 +241,29 @@ func TestAuthorizeRefusals(t *testing.T) {
 				t.Fatalf("got %d (Location %q), want %d", res.status, res.header.Get("Location"), tt.status)
 			}
 		})
+	}
+}
+
+// A link to the authorize address shows a confirmation page whose button
+// posts to the same address; the GET itself starts nothing.
+func TestAuthorizeLinkConfirms(t *testing.T) {
+	h, _ := newHandler(t)
+	r := httptest.NewRequest(http.MethodGet, "http://gw.example/atlasgate/oauth/authorize/jira", nil)
+	r.Header.Set("Sec-Fetch-Site", "cross-site") // a link from anywhere may open it
+	res := serve(t, h, r)
+	if res.status != 200 || res.header.Get("Location") != "" || res.header.Get("Set-Cookie") != "" {
+		t.Fatalf("GET: %d Location %q Set-Cookie %q", res.status, res.header.Get("Location"), res.header.Get("Set-Cookie"))
+	}
+	for _, want := range []string{`<form method="post" action="/atlasgate/oauth/authorize/jira">`, `id="authorize"`, `id="credential">jira<`, `id="state">unauthorized<`} {
+		if !strings.Contains(res.body, want) {
+			t.Errorf("confirmation page lacks %s:\n%s", want, res.body)
+		}
+	}
+	if csp := res.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("the confirmation page can be framed (clickjacking): %q", csp)
+	}
+	if keys, _ := h.storage.List(context.Background(), "atlasgate/oauth_states", true); len(keys) != 0 {
+		t.Errorf("GET stored %d authorization states", len(keys))
 	}
 }
 

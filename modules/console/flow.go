@@ -29,15 +29,9 @@ func (h *Handler) serveAuthorize(w http.ResponseWriter, r *http.Request, name st
 		return h.errorPage(w, http.StatusForbidden, "Request refused",
 			"The Authorize request came from another site. Open the console and press Authorize there.")
 	}
-	c, ok := h.creds.Credential(name)
-	if !ok {
-		return h.errorPage(w, http.StatusNotFound, "Unknown credential",
-			"No credential named \""+name+"\" is configured.")
-	}
-	a, ok := c.(authorizer)
-	if !ok {
-		return h.errorPage(w, http.StatusBadRequest, "Nothing to authorize",
-			"Credential \""+name+"\" is a "+credentialType(c)+" credential, which needs no authorization.")
+	a, err := h.authorizable(w, name)
+	if a == nil {
+		return err
 	}
 	browser, err := randomToken()
 	if err != nil {
@@ -56,6 +50,37 @@ func (h *Handler) serveAuthorize(w http.ResponseWriter, r *http.Request, name st
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, a.AuthCodeURL(state), http.StatusSeeOther)
 	return nil
+}
+
+// authorizable returns the named OAuth credential, or nil after answering
+// with an error page.
+func (h *Handler) authorizable(w http.ResponseWriter, name string) (authorizer, error) {
+	c, ok := h.creds.Credential(name)
+	if !ok {
+		return nil, h.errorPage(w, http.StatusNotFound, "Unknown credential",
+			"No credential named \""+name+"\" is configured.")
+	}
+	a, ok := c.(authorizer)
+	if !ok {
+		return nil, h.errorPage(w, http.StatusBadRequest, "Nothing to authorize",
+			"Credential \""+name+"\" is a "+credentialType(c)+" credential, which needs no authorization.")
+	}
+	return a, nil
+}
+
+// serveConfirm shows what Authorize will do and a button that posts to
+// serveAuthorize. A GET changes nothing, so a link — in an error answer, a
+// chat message, a page elsewhere — can bring a person here but cannot start a
+// flow in their name; the post from this page passes the same-origin check.
+func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request, name string) error {
+	a, err := h.authorizable(w, name)
+	if a == nil {
+		return err
+	}
+	st := a.Status(r.Context())
+	return h.page(w, http.StatusOK, "confirm", confirmData{
+		Name: name, Site: st.Site, State: st.State, PerUser: st.PerUser, Prefix: h.PathPrefix,
+	})
 }
 
 // cookie returns the browser-binding cookie; maxAge < 0 deletes it.

@@ -68,6 +68,18 @@ as <span class="rejected">rejected with 401</span>. Reload the page for fresh fi
 </html>
 {{end}}
 
+{{define "confirm"}}{{template "head" "Authorize"}}
+<h1>Authorize credential <span id="credential">{{.Name}}</span></h1>
+<p>State: <span class="state {{.State}}" id="state">{{.State}}</span></p>
+<p>Authorize lets the gateway call {{with .Site}}<span id="site">{{.}}</span>{{else}}Atlassian{{end}} as
+{{if .PerUser}}your own Atlassian account, for your requests{{else}}the Atlassian account you consent with, for every caller this credential serves{{end}}.
+You will be sent to Atlassian's consent page.</p>
+<form method="post" action="{{.Prefix}}/authorize/{{.Name}}"><button id="authorize" type="submit">Authorize</button></form>
+<p><a id="back" href="{{.Prefix}}/">Back to the console</a></p>
+</body>
+</html>
+{{end}}
+
 {{define "success"}}{{template "head" "Authorized"}}
 <h1 id="result">Authorized</h1>
 <p>Credential <strong id="credential">{{.Name}}</strong> is authorized for <span id="site">{{.Site}}</span>
@@ -92,6 +104,11 @@ type indexData struct {
 }
 
 type successData struct{ Name, Site, CloudID, Console string }
+
+type confirmData struct {
+	Name, Site, State, Prefix string
+	PerUser                   bool
+}
 
 type errorData struct{ Title, Message, Console string }
 

@@ -288,7 +288,11 @@ func (c *OAuth) Target(ctx context.Context, path string) (*url.URL, error) {
 
 func (c *OAuth) unavailable(err error) error {
 	var re *tokenstore.ReauthError
-	remedy := "open the atlasgate console (" + c.consoleURL + ") and click Authorize"
+	// The console's confirmation page for this credential: under the
+	// console's prefix (where every shipped Caddyfile routes the console),
+	// and a GET that changes nothing until the person presses Authorize.
+	link := c.consoleURL + "/authorize/" + url.PathEscape(c.name)
+	remedy := "open " + link + " (the atlasgate console) and click Authorize"
 	switch {
 	case c.PerUser && (errors.Is(err, tokenstore.ErrUnauthorized) || errors.As(err, &re)):
 		reason := "you have not authorized the gateway to use your Atlassian account yet"
@@ -297,12 +301,12 @@ func (c *OAuth) unavailable(err error) error {
 		}
 		return &atlasgate.UnavailableError{
 			Status: http.StatusForbidden, Code: "authorization_required",
-			Reason: reason, Remedy: "open the link and click Authorize", Link: c.consoleURL + "/", Err: err,
+			Reason: reason, Remedy: "open the link and click Authorize", Link: link, Err: err,
 		}
 	case errors.Is(err, tokenstore.ErrUnauthorized):
-		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy, Awaiting: true}
+		return &atlasgate.UnavailableError{Reason: "no one has authorized it yet", Remedy: remedy, Link: link, Awaiting: true}
 	case errors.As(err, &re):
-		return &atlasgate.UnavailableError{Reason: "it must be authorized again: " + re.Reason, Remedy: remedy, Err: err}
+		return &atlasgate.UnavailableError{Reason: "it must be authorized again: " + re.Reason, Remedy: remedy, Link: link, Err: err}
 	case errors.Is(err, tokenstore.ErrUnreadable):
 		return &atlasgate.UnavailableError{Reason: "its token set could not be read from storage",
 			Remedy: "check the storage and that every replica has the same encryption_key; the gateway log has the cause", Err: err}

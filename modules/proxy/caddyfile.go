@@ -22,6 +22,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	atlasgate_proxy [<credential>] {
 //	    credential <name>
 //	    upstream_hold_back on|off
+//	    rewrite_links on|off
+//	    public_url <url>
 //	}
 //
 // The credential name may be a placeholder set by a preceding handler; without
@@ -55,6 +57,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.UpstreamHoldBack != "on" && h.UpstreamHoldBack != "off" {
 				return d.Errf("upstream_hold_back: %q: use on or off", d.Val())
 			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "rewrite_links":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RewriteLinks = d.Val()
+			if h.RewriteLinks != "on" && h.RewriteLinks != "off" {
+				return d.Errf("rewrite_links: %q: use on or off", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "public_url":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.PublicURL = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
 			}

@@ -60,11 +60,26 @@ type Handler struct {
 	// (RateLimit-Reason `per-issue`) never hold the credential back.
 	UpstreamHoldBack string `json:"upstream_hold_back,omitempty"`
 
+	// Whether URLs on the credential's upstream in JSON answers (Bitbucket's
+	// `next`, Jira's `self`, Confluence's `_links.base`, 3LO `/ex/` links)
+	// are rewritten to the gateway, so that clients following them stay on
+	// it: `on` (the default) or `off`. See links.go.
+	RewriteLinks string `json:"rewrite_links,omitempty"`
+
+	// The gateway's base URL as clients see it (e.g.
+	// `https://atlassian.example.com`), used for rewritten links. Default:
+	// the scheme and host of each request (X-Forwarded-Proto and
+	// X-Forwarded-Host from trusted proxies). The mount prefix that
+	// handle_path removed is appended either way.
+	PublicURL string `json:"public_url,omitempty"`
+
 	app     *atlasgate.App
 	holds   *holds
 	static  bool
 	proxies map[proxyKey]*reverseproxy.Handler
 	logger  *zap.Logger
+
+	publicURL *url.URL // PublicURL parsed
 }
 
 type proxyKey struct{ credential, origin string }
@@ -97,6 +112,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	case "", "on", "off":
 	default:
 		return fmt.Errorf("upstream_hold_back: %q: use on or off", h.UpstreamHoldBack)
+	}
+	if err := h.provisionLinks(); err != nil {
+		return err
 	}
 	if h.holds, err = loadHolds(ctx); err != nil {
 		return err
@@ -240,6 +258,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		holdMax: holdMax,
 		holds:   h.holds,
 	}
+	info.links = h.linkRewriter(r, target, info.home, info.mount)
 	r.URL.Path = target.Path + r.URL.Path
 	if r.URL.RawPath != "" {
 		r.URL.RawPath = target.EscapedPath() + r.URL.RawPath

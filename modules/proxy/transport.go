@@ -21,6 +21,7 @@ type routeInfo struct {
 	// holdMax caps a hold-back set from this request's response; 0: off.
 	holdMax time.Duration
 	holds   *holds
+	links   *linkRewriter // nil: answers are not rewritten
 }
 
 type routeInfoKey struct{}
@@ -57,6 +58,7 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err := t.cred.Inject(req); err != nil {
 		return nil, fmt.Errorf("credential %q: %w", t.name, err)
 	}
+	info.links.prepare(req)
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = t.retryUnauthorized(req, resp)
@@ -77,6 +79,9 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp.Header.Del("Set-Cookie")
 	if loc := resp.Header.Get("Location"); loc != "" {
 		resp.Header.Set("Location", mapLocation(loc, req.URL, info))
+	}
+	if err := info.links.rewrite(req, resp); err != nil {
+		return nil, err
 	}
 	return resp, nil
 }

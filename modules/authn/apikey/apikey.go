@@ -86,10 +86,16 @@ type APIKey struct {
 	DefaultLifetime caddy.Duration `json:"default_lifetime,omitempty"`
 
 	// Header is one more request header to take a key from, for clients that
-	// cannot set Authorization (e.g. `X-API-Key`). Its whole value is the
-	// key. Default: none, only `Authorization: Bearer` and the Basic
-	// password.
+	// cannot set Authorization (e.g. `X-API-Key`, or `Proxy-Authorization`
+	// for SDKs that send their own Authorization). Its whole value is the
+	// key, unless HeaderScheme is set. Default: none, only
+	// `Authorization: Bearer` and the Basic password.
 	Header string `json:"header,omitempty"`
+
+	// HeaderScheme is the scheme the header's value starts with (`Bearer`
+	// for `Bearer <key>`). Default: `Bearer` for Proxy-Authorization, none
+	// for other headers.
+	HeaderScheme string `json:"header_scheme,omitempty"`
 
 	store    *store
 	cache    *authn.Cache[*Record]
@@ -159,10 +165,7 @@ func (a *APIKey) Validate() error {
 		return fmt.Errorf("default_lifetime %s must be positive and at most max_lifetime %s",
 			time.Duration(a.DefaultLifetime), time.Duration(a.MaxLifetime))
 	}
-	if strings.EqualFold(a.Header, "Authorization") {
-		return fmt.Errorf("header: Authorization is always read; name another header")
-	}
-	return nil
+	return authn.ValidateHeader("header", a.Header)
 }
 
 // Cleanup stops pending last-used writes.
@@ -209,12 +212,7 @@ func (a *APIKey) credential(r *http.Request) (string, error) {
 		return "", err
 	}
 	if a.Header != "" {
-		switch values := r.Header.Values(a.Header); {
-		case len(values) > 1:
-			return "", authn.BadRequest("more than one "+a.Header+" header", nil)
-		case len(values) == 1 && strings.TrimSpace(values[0]) != "":
-			return strings.TrimSpace(values[0]), nil
-		}
+		return authn.HeaderToken(r, a.Header, a.HeaderScheme)
 	}
 	return "", authn.ErrNoCredential
 }

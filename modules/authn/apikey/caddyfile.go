@@ -3,6 +3,8 @@ package apikey
 import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
 )
 
 // UnmarshalCaddyfile sets up an api_key authenticator:
@@ -11,7 +13,7 @@ import (
 //	    realm            <name>
 //	    max_lifetime     <duration>
 //	    default_lifetime <duration>
-//	    header           <header-name>
+//	    header           <header-name> [<scheme>]
 //	}
 //
 // Durations accept Caddy's units, including `d` for days (`90d`).
@@ -23,7 +25,12 @@ func (a *APIKey) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "realm", "header", "max_lifetime", "default_lifetime":
+		case "header":
+			if err := cfparse.TokenHeader(d, &a.Header, &a.HeaderScheme); err != nil {
+				return err
+			}
+			continue
+		case "realm", "max_lifetime", "default_lifetime":
 		default:
 			return d.Errf("api_key: unrecognized option %q", opt)
 		}
@@ -37,8 +44,6 @@ func (a *APIKey) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "realm":
 			a.Realm = val
-		case "header":
-			a.Header = val
 		case "max_lifetime", "default_lifetime":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil {

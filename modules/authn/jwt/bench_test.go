@@ -28,7 +28,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		b.ReportAllocs()
 		ctx := context.Background()
 		for b.Loop() {
-			if _, _, err := j.verify(ctx, tok); err != nil {
+			if _, _, _, err := j.verify(ctx, tok); err != nil {
 				b.Fatal(err)
 			}
 		}

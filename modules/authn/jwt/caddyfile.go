@@ -29,6 +29,7 @@ import (
 //	    jwks_min_refetch <duration>
 //	    timeout <duration>
 //	    trusted_ca_file <pem_file...>
+//	    token_header <header-name> [<scheme>]
 //	}
 //
 // `audience`, `algorithms`, `groups_claim`, `token_type`, `require_claim` and
@@ -104,6 +105,8 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfparse.Duration(d, &j.Timeout)
 		case "trusted_ca_file":
 			err = cfparse.More(d, &j.TrustedCAFiles)
+		case "token_header":
+			err = cfparse.TokenHeader(d, &j.TokenHeader, &j.TokenHeaderScheme)
 		default:
 			return d.Errf("jwt: unrecognized option %q", opt)
 		}

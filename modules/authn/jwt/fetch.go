@@ -29,10 +29,11 @@ func (s *keySource) fetch() (*keySet, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := s.getJSON(ctx, uri, &doc); err != nil {
+	hdr, err := s.getJSON(ctx, uri, &doc)
+	if err != nil {
 		return nil, err
 	}
-	set := &keySet{}
+	set := &keySet{maxAge: maxAge(hdr)}
 	skipped := 0
 	for _, raw := range doc.Keys {
 		if len(set.keys) == maxKeys {
@@ -75,7 +76,7 @@ func (s *keySource) discover(ctx context.Context) (string, error) {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := s.getJSON(ctx, u, &doc); err != nil {
+	if _, err := s.getJSON(ctx, u, &doc); err != nil {
 		return "", err
 	}
 	if doc.Issuer != s.cfg.issuer {
@@ -87,29 +88,29 @@ func (s *keySource) discover(ctx context.Context) (string, error) {
 	return doc.JWKSURI, nil
 }
 
-func (s *keySource) getJSON(ctx context.Context, u string, v any) error {
+func (s *keySource) getJSON(ctx context.Context, u string, v any) (http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", u, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: HTTP %d", u, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentSize+1))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	if len(body) > maxDocumentSize {
-		return fmt.Errorf("GET %s: response larger than %d bytes", u, maxDocumentSize)
+		return nil, fmt.Errorf("GET %s: response larger than %d bytes", u, maxDocumentSize)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", u, errors.New("response is not the expected JSON"))
+		return nil, fmt.Errorf("GET %s: %w", u, errors.New("response is not the expected JSON"))
 	}
-	return nil
+	return resp.Header, nil
 }

@@ -23,7 +23,7 @@ func FuzzParse(f *testing.F) {
 	}
 	pubs := []any{rsaKey.Public(), ecKey.Public(), edKey.Public()}
 	f.Fuzz(func(t *testing.T, token string) {
-		id, _, err := j.verify(context.Background(), token)
+		id, _, _, err := j.verify(context.Background(), token)
 		if err != nil {
 			return
 		}

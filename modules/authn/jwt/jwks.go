@@ -55,7 +55,8 @@ func (c sourceConfig) key() string {
 
 // keySet is one fetched JWKS, never modified after it is published.
 type keySet struct {
-	keys []jose.JSONWebKey
+	keys   []jose.JSONWebKey
+	maxAge time.Duration // the issuer's Cache-Control max-age; 0: none
 }
 
 // keySource is the shared, background-refreshed JWKS of one issuer.
@@ -155,6 +156,9 @@ func (s *keySource) run() {
 	close(s.ready)
 	for {
 		wait := s.cfg.refresh
+		if set := s.set.Load(); set != nil {
+			wait = s.cfg.nextRefresh(set.maxAge)
+		}
 		s.mu.Lock()
 		if s.lastErr != nil {
 			// Retry soon, but never in a tight loop against a dead issuer.

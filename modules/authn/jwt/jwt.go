@@ -33,8 +33,8 @@ const (
 	defaultLeeway       = time.Minute
 	maxLeeway           = 5 * time.Minute
 	defaultCacheSize    = 10000
-	defaultRefresh      = time.Hour
-	defaultMinRefetch   = 30 * time.Second
+	defaultRefresh      = 5 * time.Minute // a withdrawn key is refused within minutes
+	defaultMinRefetch   = 5 * time.Second // a new key is accepted within seconds; the spray limit
 	defaultFetchTimeout = 10 * time.Second
 )
 
@@ -47,6 +47,10 @@ var supportedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", 
 // JWT authenticates requests whose bearer token is a JWT of one issuer,
 // verified with the keys of the issuer's JWKS.
 type JWT struct {
+	// Where the token is read besides `Authorization: Bearer`
+	// (`token_header`, `token_header_scheme`); see authn.TokenSource.
+	authn.TokenSource
+
 	// Preset fills in the defaults of a well-known identity provider (issuer,
 	// keys, algorithms, username and groups claims, sometimes the audience).
 	// Explicit options override them. Default: none.
@@ -113,12 +117,16 @@ type JWT struct {
 	// busy client costs no signature check per request. Default 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// How often the JWKS is refetched in the background. Default 1h.
+	// How often the JWKS is refetched in the background, at most: an
+	// issuer's `Cache-Control: max-age` shortens it (never below
+	// jwks_min_refetch). A key the issuer removed is refused at the latest
+	// this long after, also in tokens verified before. Default 5m.
 	JWKSRefresh caddy.Duration `json:"jwks_refresh,omitempty"`
 
-	// The least time between two JWKS fetches caused by tokens with an
-	// unknown key id, so that tokens with made-up key ids cannot hammer the
-	// issuer. Default 30s.
+	// The least time between two JWKS fetches, both those caused by tokens
+	// with an unknown key id (so that tokens with made-up key ids cannot
+	// hammer the issuer: one fetch per interval whatever the flood) and the
+	// background ones a short max-age asks for. Default 5s.
 	JWKSMinRefetch caddy.Duration `json:"jwks_min_refetch,omitempty"`
 
 	// Timeout of each discovery and JWKS request. Default 10s.
@@ -135,7 +143,7 @@ type JWT struct {
 	requirements   []requirement
 	keys           *keySource
 	released       bool
-	cache          *authn.Cache[*authn.Identity]
+	cache          *authn.Cache[*verified]
 	logger         *zap.Logger
 }
 
@@ -154,6 +162,9 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		return err
 	}
 	j.logger = ctx.Logger()
+	if err := j.ValidateTokenSource(); err != nil {
+		return err
+	}
 	j.resolvePlaceholders()
 	if err := j.applyPreset(); err != nil {
 		return err
@@ -169,7 +180,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	j.cache = authn.NewCache[*authn.Identity](j.CacheSize)
+	j.cache = authn.NewCache[*verified](j.CacheSize)
 	j.cache.SetClock(func() time.Time { return now() })
 	return nil
 }
@@ -337,7 +348,7 @@ func (j *JWT) Cleanup() error {
 
 // Authenticate implements authn.Authenticator.
 func (j *JWT) Authenticate(r *http.Request) (*authn.Identity, error) {
-	token, err := authn.BearerToken(r)
+	token, err := j.Token(r)
 	if err != nil {
 		return nil, err
 	}
@@ -350,22 +361,25 @@ func (j *JWT) authenticate(r *http.Request, token string) (*authn.Identity, erro
 		return nil, authn.BadRequest("credential too large", nil)
 	}
 	key := authn.Key(token)
-	id, ok := j.cache.Get(key)
+	v, ok := j.cache.Get(key)
+	// A token whose key the issuer has since removed is verified again (and
+	// refused): the cache must not outlive the key.
+	ok = ok && j.keys.stillPublished(v)
 	authn.CacheLookup("jwt", ok)
 	if ok {
 		// The cache expires entries at exp; each caller gets its own copy
 		// because the handler fills in Authenticator.
-		c := *id
+		c := *v.id
 		return &c, nil
 	}
-	id, until, err := j.verify(r.Context(), token)
+	id, k, until, err := j.verify(r.Context(), token)
 	if err != nil {
 		if c := j.logger.Check(zap.DebugLevel, "jwt refused"); c != nil {
 			c.Write(zap.Error(err))
 		}
 		return nil, err
 	}
-	j.cache.Put(key, id, until)
+	j.cache.Put(key, j.keys.verifiedWith(id, k), until)
 	c := *id
 	return &c, nil
 }

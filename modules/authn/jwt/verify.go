@@ -51,7 +51,14 @@ var forbiddenHeaders = map[string]string{
 
 // verify checks a token and returns the identity and how long it may be
 // cached. Errors are *authn.Error or authn.ErrNoCredential.
-func (j *JWT) verify(ctx context.Context, token string) (*authn.Identity, time.Time, error) {
+func (j *JWT) verify(ctx context.Context, token string) (*authn.Identity, *jose.JSONWebKey, time.Time, error) {
+	var key *jose.JSONWebKey
+	id, until, err := j.verifyWith(ctx, token, &key)
+	return id, key, until, err
+}
+
+// verifyWith is verify; it sets *key to the key that verified the signature.
+func (j *JWT) verifyWith(ctx context.Context, token string, key **jose.JSONWebKey) (*authn.Identity, time.Time, error) {
 	var zero time.Time
 	switch dots := strings.Count(token, "."); dots {
 	case 2:
@@ -95,8 +102,9 @@ func (j *JWT) verify(ctx context.Context, token string) (*authn.Identity, time.T
 		return nil, zero, err
 	}
 	var payload []byte
-	for _, k := range keys {
-		if payload, err = jws.Verify(k.Key); err == nil {
+	for i := range keys {
+		if payload, err = jws.Verify(keys[i].Key); err == nil {
+			*key = &keys[i]
 			break
 		}
 	}

@@ -21,6 +21,7 @@ import (
 //	    cache_ttl          <duration>
 //	    negative_cache_ttl <duration>
 //	    timeout            <duration>
+//	    token_header       <header-name> [<scheme>]
 //	}
 func (in *Introspection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume authenticator type
@@ -61,6 +62,8 @@ func (in *Introspection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfparse.PositiveDuration(d, &in.NegativeCacheTTL)
 		case "timeout":
 			err = cfparse.PositiveDuration(d, &in.Timeout)
+		case "token_header":
+			err = cfparse.TokenHeader(d, &in.TokenHeader, &in.TokenHeaderScheme)
 		default:
 			return d.Errf("introspection: unrecognized option %q", d.Val())
 		}
@@ -86,6 +89,7 @@ func (in *Introspection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    cache_ttl          <duration>
 //	    negative_cache_ttl <duration>
 //	    timeout            <duration>
+//	    token_header       <header-name> [<scheme>]
 //	}
 //
 // `custom` requires `url` and `username_attribute`.
@@ -135,6 +139,8 @@ func (u *Userinfo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfparse.PositiveDuration(d, &u.NegativeCacheTTL)
 		case "timeout":
 			err = cfparse.PositiveDuration(d, &u.Timeout)
+		case "token_header":
+			err = cfparse.TokenHeader(d, &u.TokenHeader, &u.TokenHeaderScheme)
 		default:
 			return d.Errf("userinfo: unrecognized option %q", d.Val())
 		}

@@ -27,6 +27,10 @@ const defaultIntrospectionTTL = 5 * time.Minute
 // Curity… The gateway authenticates to the endpoint as a client of the
 // authorization server; a token is accepted when the answer says `active`.
 type Introspection struct {
+	// Where the token is read besides `Authorization: Bearer`
+	// (`token_header`, `token_header_scheme`); see authn.TokenSource.
+	authn.TokenSource
+
 	// The introspection endpoint. Must be https (http is accepted for
 	// 127.0.0.1 and ::1 only). Placeholders are resolved. Required.
 	Endpoint string `json:"endpoint,omitempty"`
@@ -93,6 +97,9 @@ func (in *Introspection) Provision(ctx caddy.Context) error {
 	if err := authn.RegisterMetrics(ctx); err != nil {
 		return err
 	}
+	if err := in.ValidateTokenSource(); err != nil {
+		return err
+	}
 	endpoint, err := atlasgate.ResolveValue("endpoint", in.Endpoint)
 	if err != nil {
 		return err
@@ -130,7 +137,7 @@ func (in *Introspection) Provision(ctx caddy.Context) error {
 
 // Authenticate implements authn.Authenticator.
 func (in *Introspection) Authenticate(r *http.Request) (*authn.Identity, error) {
-	return in.checker.authenticate(r)
+	return in.checker.authenticate(r, in.TokenSource)
 }
 
 // introspect asks the endpoint about token.

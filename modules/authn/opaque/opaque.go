@@ -80,8 +80,8 @@ func newChecker(kind, endpoint string, timeout, negativeTTL time.Duration, looku
 }
 
 // authenticate implements authn.Authenticator for both modules.
-func (c *checker) authenticate(r *http.Request) (*authn.Identity, error) {
-	token, err := authn.BearerToken(r)
+func (c *checker) authenticate(r *http.Request, src authn.TokenSource) (*authn.Identity, error) {
+	token, err := src.Token(r)
 	if err != nil {
 		return nil, err
 	}

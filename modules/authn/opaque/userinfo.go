@@ -31,6 +31,10 @@ const defaultUserinfoTTL = 60 * time.Second
 // restrict who may use the gateway by user or group (policy), not by this
 // authenticator alone.
 type Userinfo struct {
+	// Where the token is read besides `Authorization: Bearer`
+	// (`token_header`, `token_header_scheme`); see authn.TokenSource.
+	authn.TokenSource
+
 	// The provider preset: `graph` (Microsoft Graph /me, user
 	// `userPrincipalName`), `github` (/user, `login`), `gitlab` (/api/v4/user
 	// of `instance`, `username`), `google` (OpenID userinfo, `email`, which
@@ -90,6 +94,9 @@ func (Userinfo) CaddyModule() caddy.ModuleInfo {
 // Provision applies the preset, resolves placeholders and checks the options.
 func (u *Userinfo) Provision(ctx caddy.Context) error {
 	if err := authn.RegisterMetrics(ctx); err != nil {
+		return err
+	}
+	if err := u.ValidateTokenSource(); err != nil {
 		return err
 	}
 	p, ok := presets[u.Provider]
@@ -160,7 +167,7 @@ func (u *Userinfo) Provision(ctx caddy.Context) error {
 
 // Authenticate implements authn.Authenticator.
 func (u *Userinfo) Authenticate(r *http.Request) (*authn.Identity, error) {
-	return u.checker.authenticate(r)
+	return u.checker.authenticate(r, u.TokenSource)
 }
 
 // userinfo calls the endpoint with the client's token.

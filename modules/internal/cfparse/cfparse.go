@@ -19,6 +19,20 @@ func One(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// TokenHeader reads `<name> [<scheme>]`, the header an authenticator takes
+// the caller's token from.
+func TokenHeader(d *caddyfile.Dispenser, name, scheme *string) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	*name = args[0]
+	if len(args) == 2 {
+		*scheme = args[1]
+	}
+	return nil
+}
+
 // More appends the option's arguments, at least one, to dst.
 func More(d *caddyfile.Dispenser, dst *[]string) error {
 	args := d.RemainingArgs()
