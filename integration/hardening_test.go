@@ -54,8 +54,8 @@ func TestProxyRefusesDangerousRequests(t *testing.T) {
 	g := startGateway(t)
 	cases := []struct {
 		name, site, method, target, extra string
-		status                             int
-		code                               string
+		status                            int
+		code                              string
 	}{
 		{"TRACE echoes headers", "jira", "TRACE", "/rest/api/3/myself", "", 405, "method_not_allowed"},
 		{"TRACK", "jira", "TRACK", "/rest/api/3/myself", "", 405, "method_not_allowed"},

@@ -55,19 +55,19 @@ func TestNormalizePath(t *testing.T) {
 		{"*", ""},
 		// Characters that Unicode compatibility normalisation turns into path
 		// syntax: an upstream that applies NFKC would route them as such.
-		{"/rest/api/3/issue/%EF%BC%8E%EF%BC%8E/myself", ""}, // fullwidth full stops
-		{"/rest/api/3/issue/%E2%80%A5/myself", ""},          // two-dot leader
-		{"/rest/api/3/issue/%E2%80%A4%E2%80%A4/myself", ""}, // one-dot leaders
-		{"/rest/api/3/issue/%EF%B9%92%EF%B9%92/myself", ""}, // small full stops
-		{"/rest/api/3/issue/%E2%80%A4", ""},                 // one dot segment
-		{"/rest/api/3/issue%EF%BC%8Fmyself", ""},            // fullwidth solidus
-		{"/rest/api/3/issue%EF%BC%BCmyself", ""},            // fullwidth reverse solidus
-		{"/rest/api/3/issue%EF%B9%A8myself", ""},            // small reverse solidus
-		{"/rest/api/3/issue%EF%BC%9Bx", ""},                 // fullwidth semicolon
-		{"/rest/api/3/issue%EF%BC%85%32%65", ""},            // fullwidth percent
+		{"/rest/api/3/issue/%EF%BC%8E%EF%BC%8E/myself", ""},    // fullwidth full stops
+		{"/rest/api/3/issue/%E2%80%A5/myself", ""},             // two-dot leader
+		{"/rest/api/3/issue/%E2%80%A4%E2%80%A4/myself", ""},    // one-dot leaders
+		{"/rest/api/3/issue/%EF%B9%92%EF%B9%92/myself", ""},    // small full stops
+		{"/rest/api/3/issue/%E2%80%A4", ""},                    // one dot segment
+		{"/rest/api/3/issue%EF%BC%8Fmyself", ""},               // fullwidth solidus
+		{"/rest/api/3/issue%EF%BC%BCmyself", ""},               // fullwidth reverse solidus
+		{"/rest/api/3/issue%EF%B9%A8myself", ""},               // small reverse solidus
+		{"/rest/api/3/issue%EF%BC%9Bx", ""},                    // fullwidth semicolon
+		{"/rest/api/3/issue%EF%BC%85%32%65", ""},               // fullwidth percent
 		{"/rest/api/3/issue/%E2%85%A0", "/rest/api/3/issue/Ⅰ"}, // roman numeral one: no path syntax
-		{"/wiki/Title%E2%80%A6", "/wiki/Title…"},                // an ellipsis inside a segment
-		{"/wiki/x%EF%BC%8Ey", "/wiki/x．y"},                      // a fullwidth dot inside a segment
+		{"/wiki/Title%E2%80%A6", "/wiki/Title…"},               // an ellipsis inside a segment
+		{"/wiki/x%EF%BC%8Ey", "/wiki/x．y"},                     // a fullwidth dot inside a segment
 	}
 	for _, c := range cases {
 		got, err := NormalizePath(c.in)
