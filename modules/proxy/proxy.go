@@ -208,8 +208,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.atlasgate.credential", name)
 
 	holdMax := h.holdBackMax(r)
+	held := holdName(r.Context(), name, cred)
 	if holdMax > 0 {
-		if hd, ok := h.holds.get(name, now()); ok {
+		if hd, ok := h.holds.get(held, now()); ok {
 			w.Header().Set("Retry-After", retryAfterSeconds(hd.until.Sub(now())))
 			atlasgate.WriteError(w, hd.status, atlasgate.ErrorBody{
 				Error:      "upstream_rate_limited",
@@ -244,6 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		mount:   mountPrefix(r),
 		holdMax: holdMax,
 		holds:   h.holds,
+		held:    held,
 	}
 	r.URL.Path = target.Path + r.URL.Path
 	if r.URL.RawPath != "" {

@@ -21,6 +21,7 @@ type routeInfo struct {
 	// holdMax caps a hold-back set from this request's response; 0: off.
 	holdMax time.Duration
 	holds   *holds
+	held    string // what a hold applies to (holdName)
 }
 
 type routeInfoKey struct{}
@@ -75,7 +76,7 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 	}
 	if info.holdMax > 0 && info.holds != nil {
-		info.holds.observe(t.name, resp, now(), info.holdMax)
+		info.holds.observe(info.held, resp, now(), info.holdMax)
 	}
 	// An Atlassian session cookie would let the client call Atlassian directly
 	// as the injected identity, bypassing the gateway.
