@@ -33,8 +33,8 @@ const statePrefix = "atlasgate/oauth_states"
 // yield a usable state; nor is the browser cookie, only its hash.
 type stateRecord struct {
 	Credential string    `json:"credential"`
-	Browser    string    `json:"browser"`        // hex SHA-256 of the cookie value
-	User       string    `json:"user,omitempty"` // hex SHA-256 of the caller key (credentials.Caller), if any
+	Browser    string    `json:"browser"`          // hex SHA-256 of the cookie value
+	User       string    `json:"user,omitempty"`   // hex SHA-256 of the caller key (credentials.Caller), if any
 	Secure     bool      `json:"secure,omitempty"` // the browser cookie is the __Host- one
 	Created    time.Time `json:"created"`
 	Expires    time.Time `json:"expires"`
