@@ -141,3 +141,32 @@ func TestStripFormBody(t *testing.T) {
 		})
 	}
 }
+
+// FuzzStripParams: whatever the query or form, no pair that a server could
+// read as a credential parameter survives, and a query without one goes on
+// byte for byte.
+func FuzzStripParams(f *testing.F) {
+	for _, s := range []string{"a=1&os_password=x", "os_username=m;os_password=x", "os%5Fpassword=x&b=%zz", "jwt", "&&;;", "a=1;_method=DELETE"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		out, _ := stripParams(raw)
+		had := false
+		for _, piece := range strings.FieldsFunc(raw, func(r rune) bool { return r == '&' || r == ';' }) {
+			k, _, _ := strings.Cut(piece, "=")
+			had = had || isCredentialParam(lenientUnescape(k))
+		}
+		if !had && out != raw {
+			t.Fatalf("stripParams(%q) = %q without a credential parameter", raw, out)
+		}
+		for _, piece := range strings.FieldsFunc(out, func(r rune) bool { return r == '&' || r == ';' }) {
+			k, _, _ := strings.Cut(piece, "=")
+			if isCredentialParam(lenientUnescape(k)) {
+				t.Fatalf("stripParams(%q) = %q keeps %q", raw, out, piece)
+			}
+		}
+		if again, _ := stripParams(out); again != out {
+			t.Fatalf("stripParams is not stable: %q, then %q", out, again)
+		}
+	})
+}
