@@ -23,6 +23,7 @@ type Recorded struct {
 	RawQuery   string
 	Header     http.Header // clone of the request headers
 	Body       []byte      // at most 1 MiB
+	Trailer    http.Header // request trailers as received, nil when none
 	// Principal is who the request authenticated as: an accountId (Cloud), a
 	// username (Data Center), "bb-access-token:<workspace>", or "" when no
 	// credential was presented or it failed.
@@ -72,6 +73,7 @@ func (r *recorder) list(keep func(*Recorded) bool) []Recorded {
 			c := *rec
 			c.Header = rec.Header.Clone()
 			c.Body = slices.Clone(rec.Body)
+			c.Trailer = rec.Trailer.Clone()
 			out = append(out, c)
 		}
 	}

@@ -365,6 +365,9 @@ func (s *Sim) serve(vh *vhost, w http.ResponseWriter, r *http.Request) {
 			Header: r.Header.Clone(), Body: bytes.Clone(body[:min(len(body), maxRecordedBody)]),
 			Principal: c.principal, AuthKind: c.authKind, Status: c.status,
 		}
+		if len(r.Trailer) > 0 {
+			rec.Trailer = r.Trailer.Clone()
+		}
 		if r.TLS != nil {
 			rec.SNI = r.TLS.ServerName
 		}

@@ -113,6 +113,15 @@ http://127.0.0.1:{{.Port}} {
 			deny
 			paths /rest/api/3/admin*
 		}
+		rule ops-not-myself {
+			deny
+			users ops
+			paths /rest/api/3/myself
+		}
+		rule ops {
+			users ops
+			credential jira
+		}
 		rule devs {
 			groups dev
 			paths /rest/api/3/issue/*

@@ -16,7 +16,10 @@ import (
 	"github.com/atlasgate/atlasgate/modules/proxy"
 )
 
-var dev = map[string]string{"X-Test-User": "alice", "X-Test-Groups": "dev"}
+var (
+	dev = map[string]string{"X-Test-User": "alice", "X-Test-Groups": "dev"}
+	ops = map[string]string{"X-Test-User": "ops"}
+)
 
 // Every path trick goes through the real Caddy server to the simulator: the
 // request either reaches Atlassian on exactly the canonical path its rule
@@ -28,39 +31,62 @@ func TestPathBypassTable(t *testing.T) {
 	cases := []struct {
 		name, target string
 		status       int
-		reached      string // the path the simulator must see; "" for none
+		reached      string            // the path the simulator must see; "" for none
+		as           map[string]string // the caller; default dev
 	}{
-		{"plain", "/rest/api/3/issue/DEMO-1", 200, allowed},
-		{"duplicate slashes", "//rest//api/3/issue//DEMO-1", 200, allowed},
-		{"dot segment", "/rest/api/3/issue/./DEMO-1", 200, allowed},
-		{"encoded dot segment", "/rest/api/3/issue/%2e/DEMO-1", 200, allowed},
-		{"encoded letter", "/rest/api/3/issue/%44EMO-1", 200, allowed},
-		{"dot-dot out of the allowed tree", "/rest/api/3/issue/../myself", 403, ""},
-		{"dot-dot back into it", "/rest/api/3/myself/../issue/DEMO-1", 200, allowed},
-		{"encoded dot-dot", "/rest/api/3/issue/%2e%2e/myself", 403, ""},
-		{"mixed-case encoded dot-dot", "/rest/api/3/issue/%2E%2e/myself", 403, ""},
-		{"half-encoded dot-dot", "/rest/api/3/issue/.%2E/myself", 403, ""},
-		{"dot-dot into a denied path", "/rest/api/3/issue/../admin/x", 403, ""},
-		{"dot-dot above the root", "/rest/api/3/issue/../../../../../etc/passwd", 400, ""},
-		{"encoded slash", "/rest/api/3/issue/..%2fmyself", 400, ""},
-		{"encoded slash, upper case", "/rest/api/3/issue/..%2Fmyself", 400, ""},
-		{"encoded backslash", "/rest/api/3/issue/..%5cmyself", 400, ""},
-		{"backslash", `/rest/api/3/issue/..\myself`, 400, ""},
-		{"matrix parameter", "/rest/api/3/issue/DEMO-1;x=y/../../myself", 400, ""},
-		{"encoded semicolon", "/rest/api/3/issue/DEMO-1%3b/../../myself", 400, ""},
-		{"double encoding", "/rest/api/3/issue/%252e%252e/myself", 400, ""},
-		{"overlong UTF-8 dot", "/rest/api/3/issue/%c0%ae%c0%ae/myself", 400, ""},
-		{"overlong UTF-8 slash", "/rest/api/3/issue/..%c0%afmyself", 400, ""},
-		{"invalid UTF-8", "/rest/api/3/issue/%ff", 400, ""},
-		{"NUL", "/rest/api/3/issue/DEMO-1%00", 400, ""},
-		{"case trick on a denied path", "/REST/API/3/ADMIN/x", 403, ""},
-		{"case trick on another path", "/REST/API/3/MYSELF", 403, ""},
-		{"case variant of an allowed path", "/Rest/Api/3/Issue/DEMO-1", 200, "/Rest/Api/3/Issue/DEMO-1"},
+		{"plain", "/rest/api/3/issue/DEMO-1", 200, allowed, nil},
+		{"duplicate slashes", "//rest//api/3/issue//DEMO-1", 200, allowed, nil},
+		{"dot segment", "/rest/api/3/issue/./DEMO-1", 200, allowed, nil},
+		{"encoded dot segment", "/rest/api/3/issue/%2e/DEMO-1", 200, allowed, nil},
+		{"encoded letter", "/rest/api/3/issue/%44EMO-1", 200, allowed, nil},
+		{"dot-dot out of the allowed tree", "/rest/api/3/issue/../myself", 403, "", nil},
+		{"dot-dot back into it", "/rest/api/3/myself/../issue/DEMO-1", 200, allowed, nil},
+		{"encoded dot-dot", "/rest/api/3/issue/%2e%2e/myself", 403, "", nil},
+		{"mixed-case encoded dot-dot", "/rest/api/3/issue/%2E%2e/myself", 403, "", nil},
+		{"half-encoded dot-dot", "/rest/api/3/issue/.%2E/myself", 403, "", nil},
+		{"dot-dot into a denied path", "/rest/api/3/issue/../admin/x", 403, "", nil},
+		{"dot-dot above the root", "/rest/api/3/issue/../../../../../etc/passwd", 400, "", nil},
+		{"encoded slash", "/rest/api/3/issue/..%2fmyself", 400, "", nil},
+		{"encoded slash, upper case", "/rest/api/3/issue/..%2Fmyself", 400, "", nil},
+		{"encoded backslash", "/rest/api/3/issue/..%5cmyself", 400, "", nil},
+		{"backslash", `/rest/api/3/issue/..\myself`, 400, "", nil},
+		{"matrix parameter", "/rest/api/3/issue/DEMO-1;x=y/../../myself", 400, "", nil},
+		{"encoded semicolon", "/rest/api/3/issue/DEMO-1%3b/../../myself", 400, "", nil},
+		{"double encoding", "/rest/api/3/issue/%252e%252e/myself", 400, "", nil},
+		{"overlong UTF-8 dot", "/rest/api/3/issue/%c0%ae%c0%ae/myself", 400, "", nil},
+		{"overlong UTF-8 slash", "/rest/api/3/issue/..%c0%afmyself", 400, "", nil},
+		{"invalid UTF-8", "/rest/api/3/issue/%ff", 400, "", nil},
+		{"NUL", "/rest/api/3/issue/DEMO-1%00", 400, "", nil},
+		{"case trick on a denied path", "/REST/API/3/ADMIN/x", 403, "", nil},
+		{"case trick on another path", "/REST/API/3/MYSELF", 403, "", nil},
+		{"case variant of an allowed path", "/Rest/Api/3/Issue/DEMO-1", 200, "/Rest/Api/3/Issue/DEMO-1", nil},
+		// Unicode that an NFKC-normalising upstream reads as path syntax.
+		{"fullwidth dot-dot", "/rest/api/3/issue/%EF%BC%8E%EF%BC%8E/myself", 400, "", nil},
+		{"two-dot leader", "/rest/api/3/issue/%E2%80%A5/myself", 400, "", nil},
+		{"one-dot leaders", "/rest/api/3/issue/%E2%80%A4%E2%80%A4/myself", 400, "", nil},
+		{"small full stops", "/rest/api/3/issue/%EF%B9%92%EF%B9%92/myself", 400, "", nil},
+		{"fullwidth solidus", "/rest/api/3/issue/DEMO-1%EF%BC%8F..%EF%BC%8F..%EF%BC%8Fmyself", 400, "", nil},
+		{"fullwidth reverse solidus", "/rest/api/3/issue/DEMO-1%EF%BC%BC..%EF%BC%BCmyself", 400, "", nil},
+		// An exact deny rule holds for every form Jersey routes to the same
+		// resource (ops may call anything but /rest/api/3/myself).
+		{"exact deny", "/rest/api/3/myself", 403, "", ops},
+		{"exact deny, trailing slash", "/rest/api/3/myself/", 403, "", ops},
+		{"exact deny, two trailing slashes", "/rest/api/3/myself//", 403, "", ops},
+		{"exact deny, dot", "/rest/api/3/myself/.", 403, "", ops},
+		{"exact deny, dot slash", "/rest/api/3/myself/./", 403, "", ops},
+		{"exact deny, encoded dot", "/rest/api/3/myself/%2e", 403, "", ops},
+		{"exact deny, dot-dot and slash", "/rest/api/3/issue/../myself/", 403, "", ops},
+		{"exact deny, case and slash", "/REST/Api/3/MySelf/", 403, "", ops},
+		{"exact deny leaves the rest", "/rest/api/3/issue/DEMO-1/", 200, "/rest/api/3/issue/DEMO-1/", ops},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			who := c.as
+			if who == nil {
+				who = dev
+			}
 			sim.ResetRequests()
-			resp, body := g.raw(t, "GET", c.target, dev)
+			resp, body := g.raw(t, "GET", c.target, who)
 			if resp.StatusCode != c.status && !(c.reached != "" && resp.StatusCode == 404 && c.reached != allowed) {
 				t.Fatalf("%s: status %d, want %d: %s", c.target, resp.StatusCode, c.status, body)
 			}
@@ -76,7 +102,7 @@ func TestPathBypassTable(t *testing.T) {
 				t.Fatalf("%s: Atlassian received %+v, want exactly %q", c.target, paths(got), c.reached)
 			}
 			// The explain route answers as the gateway did.
-			ex := explain(t, g, policy.ExplainRequest{Method: "GET", Path: c.target, Identity: aliceDev()})
+			ex := explainWithHeaders(t, g, policy.ExplainRequest{Method: "GET", Path: c.target}, who)
 			if ex.Status != c.status {
 				t.Errorf("explain says %d, the gateway answered %d: %+v", ex.Status, c.status, ex)
 			}

@@ -98,10 +98,12 @@ http://127.0.0.1:%[10]d {
 		atlasgate_auth corp keys
 		atlasgate_policy {
 %[11]s			rule via-token {
+				authenticator keys
 				label route=token
 				credential jira
 			}
 			rule via-oauth {
+				authenticator keys
 				label route=oauth
 				credential jira-oauth
 			}
@@ -204,7 +206,7 @@ func TestWholeGatewayReloadsUnderTraffic(t *testing.T) {
 	}
 	for i := 0; i < 6; i++ {
 		time.Sleep(200 * time.Millisecond)
-		extra := fmt.Sprintf("\t\t\trule unused-%d {\n\t\t\t\tusers nobody-%d\n\t\t\t\tcredential jira\n\t\t\t}\n", i, i)
+		extra := fmt.Sprintf("\t\t\trule unused-%d {\n\t\t\t\tauthenticator corp\n\t\t\t\tusers nobody-%d\n\t\t\t\tcredential jira\n\t\t\t}\n", i, i)
 		if code, msg := itest.Reload(g.admin, g.config(extra)); code != 200 {
 			t.Fatalf("reload %d: %d %s", i, code, msg)
 		}
@@ -231,7 +233,7 @@ func TestWholeGatewayReloadsUnderTraffic(t *testing.T) {
 	get(g.port, keys[1])
 	baseline := settle()
 	for i := 0; i < 10; i++ {
-		if code, msg := itest.Reload(g.admin, g.config(fmt.Sprintf("\t\t\trule idle-%d {\n\t\t\t\tusers nobody\n\t\t\t\tcredential jira\n\t\t\t}\n", i))); code != 200 {
+		if code, msg := itest.Reload(g.admin, g.config(fmt.Sprintf("\t\t\trule idle-%d {\n\t\t\t\tauthenticator corp\n\t\t\t\tusers nobody\n\t\t\t\tcredential jira\n\t\t\t}\n", i))); code != 200 {
 			t.Fatalf("idle reload: %d %s", code, msg)
 		}
 		for _, k := range keys {

@@ -63,6 +63,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// ReservedAuthenticatorName qualifies callers that Caddy's own
+// authentication (basic_auth) identified: a per-user grant of `caddy:bob`
+// belongs to basic_auth's bob, so no authenticator may take the name.
+const ReservedAuthenticatorName = "caddy"
+
 var credentialName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // Provision loads the credential modules.
@@ -78,6 +83,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for name := range a.AuthenticatorsRaw {
 		if !credentialName.MatchString(name) {
 			return fmt.Errorf("authenticators: invalid name %q: use lowercase letters, digits, '-', '_' and '.', at most 64 characters", name)
+		}
+		if name == ReservedAuthenticatorName {
+			return fmt.Errorf("authenticators: the name %q is reserved for Caddy's own authentication (basic_auth users); choose another", name)
 		}
 	}
 	if a.EncryptionKey != "" {

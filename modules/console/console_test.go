@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/authn"
 	"github.com/atlasgate/atlasgate/modules/credentials"
 )
 
@@ -121,7 +124,7 @@ func authorize(t *testing.T, h *Handler, name string) (state string, cookie *htt
 		t.Fatalf("authorize: %d %s", res.status, res.body)
 	}
 	loc, _ := url.Parse(res.header.Get("Location"))
-	if loc.Host != "auth.example.com" || len(loc.Query().Get("state")) != 43 {
+	if loc.Host != "auth.example.com" || len(loc.Query().Get("state")) != tagLen+1+43 {
 		t.Fatalf("redirect to %s", loc)
 	}
 	cookies := (&http.Response{Header: res.header}).Cookies()
@@ -347,8 +350,10 @@ func TestSweepDropsAbandonedStates(t *testing.T) {
 	SetClock(func() time.Time { return time.Now().Add(StateLifetime + time.Minute) })
 	fresh, _ := authorize(t, h, "jira")
 	ctx := context.Background()
-	if h.storage.Exists(ctx, stateKey(old)) || !h.storage.Exists(ctx, stateKey(fresh)) {
-		t.Fatalf("after the sweep: old kept %v, fresh kept %v", h.storage.Exists(ctx, stateKey(old)), h.storage.Exists(ctx, stateKey(fresh)))
+	oldKey, _ := stateKey(old)
+	freshKey, _ := stateKey(fresh)
+	if h.storage.Exists(ctx, oldKey) || !h.storage.Exists(ctx, freshKey) {
+		t.Fatalf("after the sweep: old kept %v, fresh kept %v", h.storage.Exists(ctx, oldKey), h.storage.Exists(ctx, freshKey))
 	}
 }
 
@@ -430,5 +435,125 @@ func TestSameOrigin(t *testing.T) {
 		if got := sameOrigin(r); got != tt.want {
 			t.Errorf("%v: %v, want %v", tt.headers, got, tt.want)
 		}
+	}
+}
+
+// withIdentity is a request as atlasgate_auth leaves it: the identity in the
+// request's variables.
+func withIdentity(r *http.Request, authenticator, user string) *http.Request {
+	vars := map[string]any{authn.IdentityVar: &authn.Identity{Authenticator: authenticator, User: user}}
+	return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+}
+
+// Login CSRF across authenticators: bob of a partner IdP starts an
+// authorization and plants its state and cookie in the browser of bob of the
+// corporate IdP. The grant would be stored under corp:bob; the callback is
+// refused because the state belongs to partner:bob.
+func TestStateBoundToAuthenticatorAndUser(t *testing.T) {
+	h, jira := newHandler(t)
+	r := httptest.NewRequest(http.MethodPost, "http://gw.example/atlasgate/oauth/authorize/jira", nil)
+	res := serve(t, h, withIdentity(r, "partner", "bob"))
+	loc, _ := url.Parse(res.header.Get("Location"))
+	cookie := (&http.Response{Header: res.header}).Cookies()[0]
+
+	r = httptest.NewRequest(http.MethodGet, "http://gw.example/atlasgate/oauth/callback?code=attacker&state="+url.QueryEscape(loc.Query().Get("state")), nil)
+	r.AddCookie(cookie)
+	if res := serve(t, h, withIdentity(r, "corp", "bob")); res.status != 400 || len(jira.completed) != 0 {
+		t.Fatalf("a same-named identity of another authenticator completed the authorization: %d %s", res.status, res.body)
+	}
+	// Caddy's basic_auth bob is yet another caller.
+	res = serve(t, h, withIdentity(httptest.NewRequest(http.MethodPost, "http://gw.example/atlasgate/oauth/authorize/jira", nil), "corp", "bob"))
+	loc, _ = url.Parse(res.header.Get("Location"))
+	r = httptest.NewRequest(http.MethodGet, "http://gw.example/atlasgate/oauth/callback?code=c&state="+url.QueryEscape(loc.Query().Get("state")), nil)
+	r.AddCookie((&http.Response{Header: res.header}).Cookies()[0])
+	if res := serve(t, h, withUser(r, "bob")); res.status != 400 || len(jira.completed) != 0 {
+		t.Fatalf("basic_auth bob completed corp:bob's authorization: %d %s", res.status, res.body)
+	}
+}
+
+// Over https the binding cookie is a __Host- cookie, and a state started
+// over https is completed only with it.
+func TestSecureCookie(t *testing.T) {
+	h, jira := newHandler(t)
+	r := httptest.NewRequest(http.MethodPost, "https://gw.example/atlasgate/oauth/authorize/jira", nil)
+	res := serve(t, h, r)
+	loc, _ := url.Parse(res.header.Get("Location"))
+	cookies := (&http.Response{Header: res.header}).Cookies()
+	if len(cookies) != 1 || cookies[0].Name != "__Host-atlasgate_oauth_state" || !cookies[0].Secure || cookies[0].Path != "/" || cookies[0].Domain != "" {
+		t.Fatalf("cookie over https: %+v", cookies)
+	}
+	state := url.QueryEscape(loc.Query().Get("state"))
+	planted := &http.Cookie{Name: cookieName, Value: cookies[0].Value}
+	r = httptest.NewRequest(http.MethodGet, "https://gw.example/atlasgate/oauth/callback?code=c&state="+state, nil)
+	r.AddCookie(planted)
+	if res := serve(t, h, r); res.status != 400 || len(jira.completed) != 0 {
+		t.Fatalf("completed with the plain cookie: %d", res.status)
+	}
+
+	res = serve(t, h, httptest.NewRequest(http.MethodPost, "https://gw.example/atlasgate/oauth/authorize/jira", nil))
+	loc, _ = url.Parse(res.header.Get("Location"))
+	r = httptest.NewRequest(http.MethodGet, "https://gw.example/atlasgate/oauth/callback?code=c&state="+url.QueryEscape(loc.Query().Get("state")), nil)
+	r.AddCookie((&http.Response{Header: res.header}).Cookies()[0])
+	if res := serve(t, h, r); res.status != 200 || len(jira.completed) != 1 {
+		t.Fatalf("completed with the __Host- cookie: %d %s", res.status, res.body)
+	}
+}
+
+// countingStorage counts reads, to show how much one Authorize looks at.
+type countingStorage struct {
+	certmagic.Storage
+	loads atomic.Int64
+}
+
+func (s *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	s.loads.Add(1)
+	return s.Storage.Load(ctx, key)
+}
+
+// Authorize used to read every pending request of every caller, and one
+// caller could pile them up. Now a caller has at most MaxPendingStates, the
+// oldest goes first, and an Authorize reads only its own caller's.
+func TestPendingStatesCappedPerCaller(t *testing.T) {
+	h, jira := newHandler(t)
+	cs := &countingStorage{Storage: h.storage}
+	h.storage = cs
+	var states []string
+	var cookies []*http.Cookie
+	for i := 0; i < 40; i++ {
+		res := serve(t, h, withIdentity(httptest.NewRequest(http.MethodPost, "http://gw.example/atlasgate/oauth/authorize/jira", nil), "corp", "mallory"))
+		loc, _ := url.Parse(res.header.Get("Location"))
+		states = append(states, loc.Query().Get("state"))
+		cookies = append(cookies, (&http.Response{Header: res.header}).Cookies()[0])
+	}
+	for i := 0; i < 40; i++ {
+		serve(t, h, withIdentity(httptest.NewRequest(http.MethodPost, "http://gw.example/atlasgate/oauth/authorize/jira", nil), "corp", fmt.Sprintf("user-%d", i)))
+	}
+	keys, _ := cs.List(context.Background(), statePrefix, true)
+	files := 0
+	for _, k := range keys {
+		if _, err := cs.Stat(context.Background(), k); err == nil && strings.Count(k, "/") == strings.Count(statePrefix, "/")+2 {
+			files++
+		}
+	}
+	if files != MaxPendingStates+40 {
+		t.Errorf("%d pending requests stored, want %d (mallory's capped, one per other caller)", files, MaxPendingStates+40)
+	}
+	before := cs.loads.Load()
+	serve(t, h, withIdentity(httptest.NewRequest(http.MethodPost, "http://gw.example/atlasgate/oauth/authorize/jira", nil), "corp", "alice"))
+	if n := cs.loads.Load() - before; n > MaxPendingStates {
+		t.Errorf("one Authorize read %d pending requests with %d pending in the storage", n, files)
+	}
+
+	// mallory's oldest request is gone, the newest still completes.
+	callbackAs := func(i int) result {
+		r := httptest.NewRequest(http.MethodGet, "http://gw.example/atlasgate/oauth/callback?code=c&state="+url.QueryEscape(states[i]), nil)
+		r.AddCookie(cookies[i])
+		return serve(t, h, withIdentity(r, "corp", "mallory"))
+	}
+	if res := callbackAs(0); res.status != 400 || !strings.Contains(res.body, "unknown") {
+		t.Errorf("the oldest request: %d %s", res.status, res.body)
+	}
+	if res := callbackAs(39); res.status != 200 || len(jira.completed) != 1 {
+		t.Errorf("the newest request: %d %s", res.status, res.body)
 	}
 }

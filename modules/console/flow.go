@@ -10,11 +10,18 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/atlasgate/atlasgate/modules/credentials"
 )
 
 // cookieName is the cookie that binds an authorization request to the
-// browser that started it.
-const cookieName = "atlasgate_oauth_state"
+// browser that started it. Over https it is secureCookieName: the __Host-
+// prefix makes browsers accept it only from this host, over https, for the
+// whole host, so a sibling subdomain or a plain-http page cannot plant one.
+const (
+	cookieName       = "atlasgate_oauth_state"
+	secureCookieName = "__Host-atlasgate_oauth_state"
+)
 
 // serveAuthorize starts the authorization-code flow for the named credential.
 //
@@ -38,13 +45,22 @@ func (h *Handler) serveAuthorize(w http.ResponseWriter, r *http.Request, name st
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	sweepStates(r.Context(), h.storage)
-	state, err := newState(r.Context(), h.storage, name, browser, user(r))
+	// The state is bound to the caller exactly as the credential keys the
+	// grant (`<authenticator>:<user>`), not to the bare user name: a same-named
+	// identity of another authenticator cannot complete it.
+	who := credentials.Caller(r.Context())
+	owner := who
+	if owner == "" {
+		owner = "ip:" + remoteIP(r)
+	}
+	secure := r.TLS != nil || callbackIsHTTPS(a)
+	state, err := newState(r.Context(), h.storage, name, browser, who, owner, secure)
 	if err != nil {
 		h.logger.Error("starting an authorization", zap.String("credential", name), zap.Error(err))
 		return h.errorPage(w, http.StatusServiceUnavailable, "Storage unavailable",
 			"The gateway could not store the authorization request. Try again; if it persists, check the gateway's storage.")
 	}
-	http.SetCookie(w, h.cookie(r, browser, int(StateLifetime.Seconds())))
+	http.SetCookie(w, h.cookie(secure, browser, int(StateLifetime.Seconds())))
 	h.auditLog(r, "authorization started", name, "started")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -83,15 +99,33 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request, name stri
 	})
 }
 
-// cookie returns the browser-binding cookie; maxAge < 0 deletes it.
-func (h *Handler) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{
+// cookie returns the browser-binding cookie; maxAge < 0 deletes it. Over
+// https (the request's, or the callback_url's behind a TLS-terminating proxy)
+// it is the __Host- cookie, which must be Secure with Path=/.
+func (h *Handler) cookie(secure bool, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{
 		Name: cookieName, Value: value, Path: h.PathPrefix, MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil,
+		HttpOnly: true,
 		// Lax, not Strict: the callback is a top-level navigation coming
 		// from the authorization server's site, which Strict would strip.
 		SameSite: http.SameSiteLaxMode,
 	}
+	if secure {
+		c.Name, c.Path, c.Secure = secureCookieName, "/", true
+	}
+	return c
+}
+
+// callbackIsHTTPS reports whether the credential's registered callback is
+// https: then the browser reaches the console over https even when a proxy
+// in front terminates TLS.
+func callbackIsHTTPS(a authorizer) bool {
+	u, err := url.Parse(a.AuthCodeURL(""))
+	if err != nil {
+		return false
+	}
+	cb, err := url.Parse(u.Query().Get("redirect_uri"))
+	return err == nil && cb.Scheme == "https"
 }
 
 // sameOrigin reports whether a POST comes from the console's own pages.
@@ -133,7 +167,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	// Whatever happens, the browser-binding cookie has done its job.
-	http.SetCookie(w, h.cookie(r, "", -1))
+	http.SetCookie(w, h.cookie(false, "", -1))
+	http.SetCookie(w, h.cookie(true, "", -1))
 	if state == "" {
 		h.auditFailure(r, "", "missing state")
 		return h.errorPage(w, http.StatusBadRequest, "Authorization failed",
@@ -151,13 +186,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			"The gateway could not read the authorization request. Start again from the console.")
 	}
 	name := rec.Credential
-	cookie, _ := r.Cookie(cookieName)
+	// Only the cookie the request was bound to counts: a state started over
+	// https is not completed with a plain cookie someone else could plant.
+	wantCookie := cookieName
+	if rec.Secure {
+		wantCookie = secureCookieName
+	}
+	cookie, _ := r.Cookie(wantCookie)
 	if cookie == nil || !rec.sameBrowser(cookie.Value) {
 		h.auditFailure(r, name, "browser mismatch")
 		return h.errorPage(w, http.StatusBadRequest, "Authorization failed",
 			"This authorization was started in another browser (or another Authorize was pressed since). Start again from the console, in this browser.")
 	}
-	if !rec.sameUser(user(r)) {
+	if !rec.sameUser(credentials.Caller(r.Context())) {
 		h.auditFailure(r, name, "user mismatch")
 		return h.errorPage(w, http.StatusBadRequest, "Authorization failed",
 			"This authorization was started by another console user. Start again from the console.")

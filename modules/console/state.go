@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -30,8 +33,9 @@ const statePrefix = "atlasgate/oauth_states"
 // yield a usable state; nor is the browser cookie, only its hash.
 type stateRecord struct {
 	Credential string    `json:"credential"`
-	Browser    string    `json:"browser"`        // hex SHA-256 of the cookie value
-	User       string    `json:"user,omitempty"` // hex SHA-256 of {http.auth.user.id}, if any
+	Browser    string    `json:"browser"`          // hex SHA-256 of the cookie value
+	User       string    `json:"user,omitempty"`   // hex SHA-256 of the caller key (credentials.Caller), if any
+	Secure     bool      `json:"secure,omitempty"` // the browser cookie is the __Host- one
 	Created    time.Time `json:"created"`
 	Expires    time.Time `json:"expires"`
 }
@@ -56,33 +60,90 @@ func hashHex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func stateKey(state string) string { return statePrefix + "/" + hashHex(state) }
+// A state is `<tag>.<random>`, where tag names the folder of its caller's
+// pending requests: the callback finds a request in one step, and starting
+// one looks only at that caller's (at most MaxPendingStates) requests, never
+// at everyone's.
+const tagLen = 16
+
+// MaxPendingStates is how many authorization requests one caller may have
+// pending; starting another drops the oldest.
+const MaxPendingStates = 5
+
+func callerTag(owner string) string { return hashHex(owner)[:tagLen] }
+
+func stateKey(state string) (string, bool) {
+	tag, _, ok := strings.Cut(state, ".")
+	if !ok || len(tag) != tagLen || strings.Trim(tag, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return statePrefix + "/" + tag + "/" + hashHex(state), true
+}
 
 // newState stores a pending request for credential, bound to the browser
-// that holds browserCookie, and returns the state to send to the
-// authorization server.
-func newState(ctx context.Context, st certmagic.Storage, credential, browserCookie, user string) (string, error) {
-	state, err := randomToken()
+// that holds browserCookie and to the caller (credentials.Caller; "" for
+// none), and returns the state to send to the authorization server. owner
+// groups the caller's pending requests: the caller, else the client address.
+func newState(ctx context.Context, st certmagic.Storage, credential, browserCookie, caller, owner string, secure bool) (string, error) {
+	random, err := randomToken()
 	if err != nil {
 		return "", err
 	}
+	tag := callerTag(owner)
+	state := tag + "." + random
 	t := now()
-	rec := stateRecord{Credential: credential, Browser: hashHex(browserCookie), Created: t, Expires: t.Add(StateLifetime)}
-	if user != "" {
-		rec.User = hashHex(user)
+	rec := stateRecord{Credential: credential, Browser: hashHex(browserCookie), Secure: secure, Created: t, Expires: t.Add(StateLifetime)}
+	if caller != "" {
+		rec.User = hashHex(caller)
 	}
+	capPending(ctx, st, tag, t)
 	raw, _ := json.Marshal(rec)
-	if err := st.Store(ctx, stateKey(state), raw); err != nil {
+	key, _ := stateKey(state)
+	if err := st.Store(ctx, key, raw); err != nil {
 		return "", fmt.Errorf("storing the authorization request: %w", err)
 	}
 	return state, nil
+}
+
+// capPending drops a caller's expired requests and, beyond
+// MaxPendingStates-1, the oldest, to make room for a new one.
+func capPending(ctx context.Context, st certmagic.Storage, tag string, t time.Time) {
+	keys, err := st.List(ctx, statePrefix+"/"+tag, false)
+	if err != nil {
+		return
+	}
+	type pending struct {
+		key     string
+		created time.Time
+	}
+	var live []pending
+	for _, key := range keys {
+		raw, err := st.Load(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec stateRecord
+		if json.Unmarshal(raw, &rec) != nil || !t.Before(rec.Expires) {
+			_ = st.Delete(ctx, key)
+			continue
+		}
+		live = append(live, pending{key, rec.Created})
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].created.Before(live[j].created) })
+	for len(live) >= MaxPendingStates {
+		_ = st.Delete(ctx, live[0].key)
+		live = live[1:]
+	}
 }
 
 // takeState loads and deletes the pending request of state: a state is used
 // at most once, also across replicas (the storage lock makes load-and-delete
 // one step).
 func takeState(ctx context.Context, st certmagic.Storage, state string) (*stateRecord, error) {
-	key := stateKey(state)
+	key, ok := stateKey(state)
+	if !ok {
+		return nil, errStateUnknown
+	}
 	lock := "atlasgate_oauth_state_" + hashHex(state)[:32]
 	if err := st.Lock(ctx, lock); err != nil {
 		return nil, fmt.Errorf("locking the authorization request: %w", err)
@@ -122,14 +183,25 @@ func (rec *stateRecord) sameUser(user string) bool {
 	return subtle.ConstantTimeCompare([]byte(hashHex(user)), []byte(rec.User)) == 1
 }
 
+// lastSweep is when sweepStates last ran (UnixNano), per process.
+var lastSweep atomic.Int64
+
+// sweepEvery is how often, at most, sweepStates reads every pending request.
+const sweepEvery = StateLifetime / 2
+
 // sweepStates deletes abandoned requests (Authorize pressed, never came
-// back), so they do not pile up in the storage.
+// back), so they do not pile up in the storage. It reads every pending
+// request, so it runs at most once per sweepEvery, not on every Authorize.
 func sweepStates(ctx context.Context, st certmagic.Storage) {
-	keys, err := st.List(ctx, statePrefix, false)
+	t := now()
+	last := lastSweep.Load()
+	if last != 0 && t.Sub(time.Unix(0, last)) < sweepEvery || !lastSweep.CompareAndSwap(last, t.UnixNano()) {
+		return
+	}
+	keys, err := st.List(ctx, statePrefix, true)
 	if err != nil {
 		return
 	}
-	t := now()
 	for _, key := range keys {
 		raw, err := st.Load(ctx, key)
 		if err != nil {

@@ -2,131 +2,19 @@ package policy
 
 import (
 	"strings"
-	"unicode/utf8"
+
+	"github.com/atlasgate/atlasgate/modules/internal/canonpath"
 )
 
 // PathError is why a request path was refused with 400.
-type PathError struct{ Reason string }
-
-func (e *PathError) Error() string { return "invalid path: " + e.Reason }
-
-func pathErr(reason string) error { return &PathError{Reason: reason} }
+type PathError = canonpath.PathError
 
 // NormalizePath turns a request path, as escaped on the wire, into the one
 // canonical, decoded form that the policy checks and the upstream receives, or
-// refuses it. Everything an upstream (Tomcat, a Java servlet, a proxy in front
-// of Atlassian) might read differently from us is refused rather than guessed:
-//
-//   - `%2f`, `%5c` (an encoded slash or backslash), a raw backslash, `;` (a
-//     matrix parameter, stripped by Tomcat before routing, so `/a;x/../b`
-//     means two things), control characters and NUL: refused;
-//   - a `%` left after decoding once (double encoding, `%252e`): refused;
-//   - bytes that are not valid UTF-8 after decoding, which includes overlong
-//     encodings such as `%c0%ae`: refused;
-//   - `.` and `..` segments, encoded or not, are resolved; `..` above the root
-//     is refused; empty segments (duplicate slashes) are dropped; a trailing
-//     slash is kept.
-//
-// Case is left alone: the policy compares paths case-insensitively instead,
-// so a case variant of a path matches the same rules as the path itself.
-func NormalizePath(escaped string) (string, error) {
-	if escaped == "" {
-		return "/", nil
-	}
-	if escaped[0] != '/' {
-		return "", pathErr("it must start with /")
-	}
-	var b strings.Builder
-	b.Grow(len(escaped))
-	for i := 0; i < len(escaped); i++ {
-		c := escaped[i]
-		if c == '%' {
-			if i+2 >= len(escaped) || !isHex(escaped[i+1]) || !isHex(escaped[i+2]) {
-				return "", pathErr("malformed percent-encoding")
-			}
-			c = unhex(escaped[i+1])<<4 | unhex(escaped[i+2])
-			i += 2
-			switch c {
-			case '/':
-				return "", pathErr("encoded slash (%2F)")
-			case '\\':
-				return "", pathErr("encoded backslash (%5C)")
-			}
-		}
-		switch {
-		case c == '\\':
-			return "", pathErr("backslash")
-		case c == ';':
-			return "", pathErr("matrix parameter (;)")
-		case c < 0x20 || c == 0x7f:
-			return "", pathErr("control character")
-		}
-		b.WriteByte(c)
-	}
-	decoded := b.String()
-	// Checked on the decoded form, so that `%250%61` (which decodes to `%0a`)
-	// counts as double encoding too.
-	for i := strings.IndexByte(decoded, '%'); i >= 0 && i+2 < len(decoded); {
-		if isHex(decoded[i+1]) && isHex(decoded[i+2]) {
-			return "", pathErr("double percent-encoding")
-		}
-		j := strings.IndexByte(decoded[i+1:], '%')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	if !utf8.ValidString(decoded) {
-		return "", pathErr("invalid or overlong UTF-8")
-	}
-	return resolveDots(decoded)
-}
-
-// resolveDots removes `.` and `..` segments and empty segments.
-func resolveDots(p string) (string, error) {
-	segs := strings.Split(p[1:], "/")
-	out := make([]string, 0, len(segs))
-	trailing := false
-	for _, s := range segs {
-		trailing = false
-		switch s {
-		case "":
-			trailing = true
-		case ".":
-			trailing = true
-		case "..":
-			if len(out) == 0 {
-				return "", pathErr("dot segment above the root")
-			}
-			out = out[:len(out)-1]
-			trailing = true
-		default:
-			out = append(out, s)
-		}
-	}
-	if len(out) == 0 {
-		return "/", nil
-	}
-	res := "/" + strings.Join(out, "/")
-	if trailing {
-		res += "/"
-	}
-	return res, nil
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
-}
+// refuses it; see canonpath.Normalize for what is refused and why.
+// atlasgate_proxy applies the same normaliser, so a gateway without a policy
+// sends nothing else upstream either.
+func NormalizePath(escaped string) (string, error) { return canonpath.Normalize(escaped) }
 
 // Products a rule can name.
 const (

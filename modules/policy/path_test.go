@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/atlasgate/atlasgate/modules/authn"
 )
 
@@ -51,6 +53,21 @@ func TestNormalizePath(t *testing.T) {
 		{"/rest/%2", ""},
 		{"rest/api", ""},
 		{"*", ""},
+		// Characters that Unicode compatibility normalisation turns into path
+		// syntax: an upstream that applies NFKC would route them as such.
+		{"/rest/api/3/issue/%EF%BC%8E%EF%BC%8E/myself", ""},    // fullwidth full stops
+		{"/rest/api/3/issue/%E2%80%A5/myself", ""},             // two-dot leader
+		{"/rest/api/3/issue/%E2%80%A4%E2%80%A4/myself", ""},    // one-dot leaders
+		{"/rest/api/3/issue/%EF%B9%92%EF%B9%92/myself", ""},    // small full stops
+		{"/rest/api/3/issue/%E2%80%A4", ""},                    // one dot segment
+		{"/rest/api/3/issue%EF%BC%8Fmyself", ""},               // fullwidth solidus
+		{"/rest/api/3/issue%EF%BC%BCmyself", ""},               // fullwidth reverse solidus
+		{"/rest/api/3/issue%EF%B9%A8myself", ""},               // small reverse solidus
+		{"/rest/api/3/issue%EF%BC%9Bx", ""},                    // fullwidth semicolon
+		{"/rest/api/3/issue%EF%BC%85%32%65", ""},               // fullwidth percent
+		{"/rest/api/3/issue/%E2%85%A0", "/rest/api/3/issue/Ⅰ"}, // roman numeral one: no path syntax
+		{"/wiki/Title%E2%80%A6", "/wiki/Title…"},               // an ellipsis inside a segment
+		{"/wiki/x%EF%BC%8Ey", "/wiki/x．y"},                     // a fullwidth dot inside a segment
 	}
 	for _, c := range cases {
 		got, err := NormalizePath(c.in)
@@ -123,10 +140,12 @@ func TestMatchGlob(t *testing.T) {
 // it is stable: whatever a client sends, what the policy checks is what the
 // upstream gets, and normalising it again changes nothing.
 func FuzzNormalizePath(f *testing.F) {
-	for _, s := range []string{"/rest/api/3/issue/../admin", "/%2e%2e/", "//a//b", "/a;b", "/%c0%ae", "/a%2fb", "/a%252e", "/wiki/./x/"} {
+	for _, s := range []string{"/rest/api/3/issue/../admin", "/%2e%2e/", "//a//b", "/a;b", "/%c0%ae", "/a%2fb", "/a%252e", "/wiki/./x/",
+		"/rest/api/3/issue/x/../../myself/", "/rest/api/3/issue/x/../../myself/.", "/rest/api/3/issue/%EF%BC%8E%EF%BC%8E/myself"} {
 		f.Add(s)
 	}
 	e, err := newEngine([]Rule{
+		{Name: "deny-myself", Action: "deny", Paths: []string{"/rest/api/3/issue/myself"}},
 		{Name: "deny-admin", Action: "deny", Paths: []string{"/rest/api/3/admin*"}},
 		{Name: "issues", Paths: []string{"/rest/api/3/issue/*"}, Credential: "c"},
 	})
@@ -164,10 +183,56 @@ func FuzzNormalizePath(f *testing.F) {
 		if strings.HasPrefix(strings.ToLower(p), "/rest/api/3/admin") && d.Allow {
 			t.Fatalf("%q reached a denied path", raw)
 		}
+		// The upstream serves a resource with or without a trailing slash,
+		// and one that applies NFKC reads the path in that form: neither
+		// reaches an exactly denied resource.
+		if strings.EqualFold(strings.TrimSuffix(norm.NFKC.String(p), "/"), "/rest/api/3/issue/myself") && d.Allow {
+			t.Fatalf("%q (canonical %q) reached the exactly denied resource", raw, p)
+		}
+		for _, seg := range strings.Split(norm.NFKC.String(p), "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("NormalizePath(%q) = %q: a dot segment after NFKC", raw, p)
+			}
+		}
 	})
 }
 
 func escapePath(p string) string {
 	u := &url.URL{Path: p}
 	return u.EscapedPath()
+}
+
+// An exact rule matches the resource the way Jersey routes it: with or
+// without a trailing slash, and whatever dot segments lead there.
+func TestExactRuleMatchesTrailingSlashVariants(t *testing.T) {
+	e, err := newEngine([]Rule{
+		{Name: "no-myself", Action: "deny", Paths: []string{"/rest/api/3/myself"}},
+		{Name: "no-field-slash", Action: "deny", Paths: []string{"/rest/api/3/field/"}},
+		{Name: "rest", Paths: []string{"/rest/*"}, Credential: "c"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for raw, want := range map[string]string{
+		"/rest/api/3/myself":           "no-myself",
+		"/rest/api/3/myself/":          "no-myself",
+		"/rest/api/3/myself//":         "no-myself",
+		"/rest/api/3/myself/.":         "no-myself",
+		"/rest/api/3/myself/./":        "no-myself",
+		"/rest/api/3/MYSELF/%2e/":      "no-myself",
+		"/rest/api/3/myself/x/..":      "no-myself",
+		"/rest/api/3/field":            "no-field-slash",
+		"/rest/api/3/field/":           "no-field-slash",
+		"/rest/api/3/myselfie":         "rest",
+		"/rest/api/3/myself/preferred": "rest",
+	} {
+		p, err := NormalizePath(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		d := e.decide(&Input{Identity: &authn.Identity{User: "u"}, Method: "GET", Path: p})
+		if d.Rule != want {
+			t.Errorf("%s (canonical %s) decided by %q, want %q", raw, p, d.Rule, want)
+		}
+	}
 }

@@ -165,6 +165,9 @@ func (h *Handler) setup(app *atlasgate.App) error {
 	if app == nil {
 		return nil
 	}
+	if err := checkIdentityTrust(h.engine.rules, app.AuthenticatorNames()); err != nil {
+		return err
+	}
 	for name, rules := range h.engine.credentialNames() {
 		if _, ok := app.Credential(name); !ok {
 			return fmt.Errorf("rule %q: %v", rules[0], app.UnknownCredentialError(name))

@@ -232,14 +232,27 @@ func (c *rule) match(in *Input) (bool, string) {
 	return true, ""
 }
 
+// pathMatches matches the way Atlassian routes: case-insensitively, and with
+// a trailing slash on either side making no difference, because Jira's and
+// Confluence's REST layer (Jersey) serves `/rest/api/3/myself/` as
+// `/rest/api/3/myself`. A deny rule for the one is a deny rule for the other
+// (and `…/myself/.`, `…/myself//` normalise to the trailing-slash form).
 func (c *rule) pathMatches(p string) bool {
 	p = strings.ToLower(p)
+	bare := trimTrailingSlash(p)
 	for _, pat := range c.paths {
-		if matchGlob(pat, p) {
+		if matchGlob(pat, p) || matchGlob(trimTrailingSlash(pat), bare) {
 			return true
 		}
 	}
 	return false
+}
+
+func trimTrailingSlash(p string) string {
+	if len(p) > 1 && p[len(p)-1] == '/' {
+		return p[:len(p)-1]
+	}
+	return p
 }
 
 func (c *rule) inWindow(t time.Time) bool {

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,7 +14,26 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/credentials"
 )
+
+// perUser is a credential that acts as each caller's own Atlassian account.
+type perUser interface{ IsPerUser() bool }
+
+// holdName is what a hold applies to: the credential, or, for a per-user
+// credential, the caller's grant — Atlassian rate-limits each account on its
+// own, so one caller's 429 must not hold back every other user.
+func holdName(ctx context.Context, name string, cred atlasgate.Credential) string {
+	if pu, ok := cred.(perUser); ok && pu.IsPerUser() {
+		if who := credentials.Caller(ctx); who != "" {
+			sum := sha256.Sum256([]byte(who))
+			return name + "/" + hex.EncodeToString(sum[:12])
+		}
+	}
+	return name
+}
 
 // HoldBackVar is the Caddy variable (a time.Duration) through which the
 // access policy turns upstream hold-back on for a request and caps it.

@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/atlasgate/atlasgate/modules/atlasgate"
+	"github.com/atlasgate/atlasgate/modules/authn"
 )
 
 func TestHolds(t *testing.T) {
@@ -48,6 +54,39 @@ func TestHolds(t *testing.T) {
 		}
 		if _, ok := h.get("jira", t0.Add(c.held)); ok {
 			t.Errorf("%s: still held at Retry-After", c.name)
+		}
+	}
+}
+
+// fakeCred is a credential that is per user or shared.
+type fakeCred struct {
+	atlasgate.Credential
+	perUser bool
+}
+
+func (c fakeCred) IsPerUser() bool { return c.perUser }
+
+func callerCtx(authenticator, user string) context.Context {
+	vars := map[string]any{authn.IdentityVar: &authn.Identity{Authenticator: authenticator, User: user}}
+	return context.WithValue(context.Background(), caddyhttp.VarsCtxKey, vars)
+}
+
+// A per-user credential acts as each caller's own account, which Atlassian
+// rate-limits on its own: alice's 429 holds back alice's grant, not bob's. A
+// shared credential is one account: everyone is held back.
+func TestHoldBackPerGrant(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	limited := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"30"}}}
+	for _, perUser := range []bool{true, false} {
+		h := &holds{until: map[string]hold{}}
+		cred := fakeCred{perUser: perUser}
+		alice, bob := callerCtx("corp", "alice"), callerCtx("corp", "bob")
+		h.observe(holdName(alice, "jira-me", cred), limited, t0, time.Minute)
+		if _, held := h.get(holdName(alice, "jira-me", cred), t0); !held {
+			t.Errorf("per user %t: alice not held back after her 429", perUser)
+		}
+		if _, held := h.get(holdName(bob, "jira-me", cred), t0); held == perUser {
+			t.Errorf("per user %t: bob held back %t", perUser, held)
 		}
 	}
 }

@@ -31,9 +31,12 @@ func init() {
 // atlasgate app. It is a terminal handler, like reverse_proxy.
 //
 // What the client sent as credentials never reaches Atlassian: the
-// `Authorization`, `Proxy-Authorization` and `Cookie` headers and the
-// credential-carrying query parameters (`os_username`, `os_password`,
-// `os_authType`, `access_token`, `jwt`) are removed. The credential is then set
+// `Authorization`, `Proxy-Authorization` and `Cookie` headers, request
+// trailers and the credential-carrying query and urlencoded form parameters
+// (`os_username`, `os_password`, `os_authType`, `access_token`, `jwt`) are
+// removed. TRACE, TRACK and CONNECT are refused (405), method overrides
+// (`X-HTTP-Method-Override` and its kin, `_method`) and non-canonical paths
+// are refused (400), with or without an access policy (see request.go). The credential is then set
 // by the upstream transport itself, after every header operation of the proxy,
 // so no hop-by-hop trick (`Connection: Authorization`) can remove or replace it,
 // and only when the request goes to one of the credential's own origins.
@@ -190,13 +193,12 @@ func (h *Handler) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// credentialQueryParams carry credentials in a URL (Data Center's os_username
-// and os_password basic auth, OAuth access_token, Connect jwt); they are removed
-// like the Authorization header.
-var credentialQueryParams = []string{"os_username", "os_password", "os_authType", "access_token", "jwt"}
-
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if e := checkRequest(r); e != nil {
+		e.write(w)
+		return nil
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	name := h.Credential
 	if !h.static {
@@ -224,8 +226,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.atlasgate.credential", name)
 
 	holdMax := h.holdBackMax(r)
+	held := holdName(r.Context(), name, cred)
 	if holdMax > 0 {
-		if hd, ok := h.holds.get(name, now()); ok {
+		if hd, ok := h.holds.get(held, now()); ok {
 			w.Header().Set("Retry-After", retryAfterSeconds(hd.until.Sub(now())))
 			atlasgate.WriteError(w, hd.status, atlasgate.ErrorBody{
 				Error:      "upstream_rate_limited",
@@ -250,13 +253,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		})
 	}
 
-	stripClientCredentials(r)
+	if e := stripClientCredentials(r); e != nil {
+		e.write(w)
+		return nil
+	}
 	info := &routeInfo{
 		target:  target,
 		home:    cred.Home(),
 		mount:   mountPrefix(r),
 		holdMax: holdMax,
 		holds:   h.holds,
+		held:    held,
 	}
 	info.links = h.linkRewriter(r, target, info.home, info.mount)
 	r.URL.Path = target.Path + r.URL.Path
@@ -333,29 +340,6 @@ func (h *Handler) unavailable(w http.ResponseWriter, name string, err error) err
 		Link:       ue.Link,
 	})
 	return nil
-}
-
-// stripClientCredentials removes every credential the client sent.
-func stripClientCredentials(r *http.Request) {
-	r.Header.Del("Authorization")
-	r.Header.Del("Proxy-Authorization")
-	r.Header.Del("Cookie")
-	if r.URL.RawQuery == "" {
-		return
-	}
-	q := r.URL.Query()
-	changed := false
-	for _, p := range credentialQueryParams {
-		for k := range q {
-			if strings.EqualFold(k, p) {
-				q.Del(k)
-				changed = true
-			}
-		}
-	}
-	if changed {
-		r.URL.RawQuery = q.Encode()
-	}
 }
 
 // mountPrefix is the escaped path prefix that the client's request had before

@@ -22,6 +22,7 @@ type routeInfo struct {
 	holdMax time.Duration
 	holds   *holds
 	links   *linkRewriter // nil: answers are not rewritten
+	held    string        // what a hold applies to (holdName)
 }
 
 type routeInfoKey struct{}
@@ -48,21 +49,25 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if originKey(req.URL) != originKey(info.target) {
 		return nil, fmt.Errorf("credential %q: refusing to send it to %s, which is not its upstream", t.name, req.URL.Host)
 	}
-	req.Header.Del("Proxy-Authorization")
-	req.Header.Del("Cookie")
+	// The credential goes into a copy: Caddy logs the request it handed us
+	// (the `upstream roundtrip` debug entry, with headers in clear under
+	// `log_credentials`), and that one must never hold it.
+	out := req.Clone(req.Context())
+	out.Header.Del("Proxy-Authorization")
+	out.Header.Del("Cookie")
+	// Request trailers arrive after the policy and the header clean-up ran
+	// (an Authorization trailer would reach Atlassian); none are forwarded.
+	out.Trailer = nil
 	// The gateway is Atlassian's client: internal addresses and host names
 	// of the organisation's workloads are not Atlassian's business.
 	for _, h := range forwardingHeaders {
-		req.Header.Del(h)
+		out.Header.Del(h)
 	}
-	if err := t.cred.Inject(req); err != nil {
+	if err := t.cred.Inject(out); err != nil {
 		return nil, fmt.Errorf("credential %q: %w", t.name, err)
 	}
-	info.links.prepare(req)
-	resp, err := t.base.RoundTrip(req)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		resp, err = t.retryUnauthorized(req, resp)
-	}
+	info.links.prepare(out)
+	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		// A request the client gave up on says nothing about Atlassian.
 		if req.Context().Err() == nil {
@@ -71,8 +76,14 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	atlasgate.ObserveUpstream(t.name, resp.StatusCode, resp.Header, now())
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp, err = t.retryUnauthorized(out, resp)
+		if err != nil {
+			return nil, err
+		}
+	}
 	if info.holdMax > 0 && info.holds != nil {
-		info.holds.observe(t.name, resp, now(), info.holdMax)
+		info.holds.observe(info.held, resp, now(), info.holdMax)
 	}
 	// An Atlassian session cookie would let the client call Atlassian directly
 	// as the injected identity, bypassing the gateway.
