@@ -4,9 +4,17 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
+
+// retried counts the requests any RetryingClient sent a second time.
+var retried atomic.Int64
+
+// Retried returns how many requests RetryingClients of this test binary sent
+// a second time: tests log it, to show how often the hand-over bit.
+func Retried() int64 { return retried.Load() }
 
 // RetryingClient is the HTTP client the operator guide recommends for calling
 // the gateway across config reloads: an idempotent request (GET, HEAD,
@@ -51,6 +59,7 @@ func (r *retryOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		req.Body = body
 	}
+	retried.Add(1)
 	return r.next.RoundTrip(req)
 }
 
