@@ -176,12 +176,9 @@ func TestBinaryRunsProductionCaddyfile(t *testing.T) {
 		b.ReadFrom(resp.Body)
 		return resp.StatusCode, b.String()
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	status, body := get()
-	for status == 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		status, body = get()
-	}
+	var status int
+	var body string
+	itest.Eventually(20*time.Second, func() bool { status, body = get(); return status != 0 })
 	if status != 200 || !strings.Contains(body, atlassim.DemoAccountID) {
 		t.Fatalf("status %d: %s\nlogs:\n%s", status, body, logs.String())
 	}

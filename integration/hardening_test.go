@@ -161,7 +161,8 @@ func TestInjectedCredentialNotInDebugLog(t *testing.T) {
 	g := newGateway(t)
 	logFile := filepath.Join(t.TempDir(), "debug.log")
 	cf := strings.Replace(g.caddyfile(), "\tlog {\n\t\tlevel ERROR\n\t}\n",
-		"\tlog {\n\t\tlevel DEBUG\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}\n\tservers {\n\t\tlog_credentials\n\t}\n", 1)
+		"\tlog {\n\t\tlevel DEBUG\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}\n", 1)
+	cf = strings.Replace(cf, "\tservers {\n", "\tservers {\n\t\tlog_credentials\n", 1)
 	if !strings.Contains(cf, "log_credentials") {
 		t.Fatal("config template changed: no global log block to replace")
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -25,6 +24,7 @@ import (
 
 	_ "github.com/atlasgate/atlasgate"
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
 
 // The suite shares one simulator; each test loads the gateway config it needs
@@ -48,38 +48,26 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	sim, err = atlassim.Start(atlassim.Config{Seed: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-	workDir, err = os.MkdirTemp("", "atlasgate-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	caFile = filepath.Join(workDir, "atlassim-ca.pem")
-	if err := sim.WriteCAFile(caFile); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// A cheap bcrypt cost keeps the temporary inbound basic_auth out of the way.
-	h, _ := bcrypt.GenerateFromPassword([]byte(clientPassword), bcrypt.MinCost)
-	clientHash = string(h)
-	os.Setenv(envAPIToken, atlassim.DemoAPIToken)
-	os.Setenv(envScopedToken, atlassim.DemoScopedToken)
-	os.Setenv(envBBToken, atlassim.DemoBitbucketAPIToken)
-	os.Setenv(envBBAccess, atlassim.DemoBitbucketAccessToken)
-	os.Setenv(envPAT, atlassim.DemoPAT)
-	defer caddy.Stop()
-	return m.Run()
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:    atlassim.Config{Seed: true},
+		Name:   "it",
+		CAFile: "atlassim-ca.pem",
+		Env: map[string]string{
+			envAPIToken:    atlassim.DemoAPIToken,
+			envScopedToken: atlassim.DemoScopedToken,
+			envBBToken:     atlassim.DemoBitbucketAPIToken,
+			envBBAccess:    atlassim.DemoBitbucketAccessToken,
+			envPAT:         atlassim.DemoPAT,
+		},
+		Setup: func(h *itest.Harness) error {
+			sim, workDir, caFile = h.Sim, h.Dir, h.CAFile
+			// A cheap bcrypt cost keeps the temporary inbound basic_auth out
+			// of the way.
+			b, _ := bcrypt.GenerateFromPassword([]byte(clientPassword), bcrypt.MinCost)
+			clientHash = string(b)
+			return nil
+		},
+	}))
 }
 
 // gatewayConfig is the Caddyfile the tests load. Each credential gets a site on
@@ -92,6 +80,12 @@ const gatewayConfig = `{
 	}
 	storage file_system {{.Dir}}/storage
 	default_bind 127.0.0.1
+	servers {
+		listener_wrappers {
+			atlasgate_handover
+			tls
+		}
+	}
 	atlasgate {
 		credential jira api_token {
 			site {{.Site}}

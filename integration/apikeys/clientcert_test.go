@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
 
 // caddyRoots trusts the local CA that `tls internal` created in storage.
@@ -54,14 +55,10 @@ func TestClientCertificateSPIFFE(t *testing.T) {
 	// background; the first handshakes may find none yet.
 	var resp *http.Response
 	var body []byte
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	itest.Eventually(10*time.Second, func() bool {
 		resp, body, err = get(client)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

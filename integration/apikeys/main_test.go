@@ -21,8 +21,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/integration/itest"
 )
@@ -36,31 +34,20 @@ var (
 
 const envAPIToken = "IT_APIKEYS_ATLASSIAN_TOKEN"
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	if sim, err = atlassim.Start(atlassim.Config{Seed: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "starting simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-	if workDir, err = os.MkdirTemp("", "atlasgate-apikeys-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	os.Setenv(envAPIToken, atlassim.DemoAPIToken)
-	if pki, err = newTestPKI(workDir); err != nil {
-		fmt.Fprintln(os.Stderr, "client PKI:", err)
-		return 1
-	}
-	defer caddy.Stop()
-	if gw, err = startGateway(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:  atlassim.Config{Seed: true},
+		Name: "apikeys",
+		Env:  map[string]string{envAPIToken: atlassim.DemoAPIToken},
+		Setup: func(h *itest.Harness) (err error) {
+			sim, workDir = h.Sim, h.Dir
+			if pki, err = newTestPKI(workDir); err != nil {
+				return fmt.Errorf("client PKI: %w", err)
+			}
+			gw, err = startGateway()
+			return err
+		},
+	}))
 }
 
 // gatewayConfig has one key-authenticated site on plain HTTP and one

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +17,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
-
-const chromium = "/usr/bin/chromium"
 
 // browser starts a headless Chromium with a fresh profile that answers the
 // console's basic-auth challenge (and only the gateway's) with the console
@@ -35,12 +33,7 @@ const chromium = "/usr/bin/chromium"
 // flag only with a --user-data-dir, which we give anyway.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("%s not found: install Debian's chromium (apt-get install -y chromium) to run the browser test; CI runs it", chromium)
-		}
-		t.Fatalf("%s not found: CI must install Debian's chromium package", chromium)
-	}
+	chromium := itest.NeedChromium(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,

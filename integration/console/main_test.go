@@ -44,36 +44,28 @@ func (g gateway) base() string { return fmt.Sprintf("http://127.0.0.1:%d", g.por
 
 func (g gateway) callbackURL() string { return g.base() + prefix + "/callback" }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	// AutoConsent off: the authorization server shows its real consent page.
-	sim, err = atlassim.Start(atlassim.Config{Seed: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer sim.Close()
-	dir, _ = os.MkdirTemp("", "atlasgate-console-")
-	defer os.RemoveAll(dir)
-	if err := sim.WriteCAFile(filepath.Join(dir, "ca.pem")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	os.Setenv("IT_CONSOLE_OAUTH_SECRET", atlassim.DemoOAuthClientSecret)
-	os.Setenv("IT_CONSOLE_ENCRYPTION_KEY", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
-	os.Setenv("IT_CONSOLE_PAT", atlassim.DemoPAT)
-	h, _ := bcrypt.GenerateFromPassword([]byte(consolePassword), bcrypt.MinCost)
-	hash = string(h)
-	gw = gateway{port: freePort(), admin: freePort()}
-	sim.AddRedirectURI(atlassim.DemoOAuthClientID, gw.callbackURL())
-	defer caddy.Stop()
-	if err := itest.Load(gw.caddyfile()); err != nil {
-		fmt.Fprintln(os.Stderr, "loading config:", err)
-		return 1
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(itest.Main(m, itest.Options{
+		// AutoConsent off: the authorization server shows its real consent page.
+		Sim:  atlassim.Config{Seed: true},
+		Name: "console",
+		Env: map[string]string{
+			"IT_CONSOLE_OAUTH_SECRET":   atlassim.DemoOAuthClientSecret,
+			"IT_CONSOLE_ENCRYPTION_KEY": "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
+			"IT_CONSOLE_PAT":            atlassim.DemoPAT,
+		},
+		Setup: func(h *itest.Harness) error {
+			sim, dir = h.Sim, h.Dir
+			h2, _ := bcrypt.GenerateFromPassword([]byte(consolePassword), bcrypt.MinCost)
+			hash = string(h2)
+			gw = gateway{port: freePort(), admin: freePort()}
+			sim.AddRedirectURI(atlassim.DemoOAuthClientID, gw.callbackURL())
+			if err := itest.Load(gw.caddyfile()); err != nil {
+				return fmt.Errorf("loading config: %w", err)
+			}
+			return nil
+		},
+	}))
 }
 
 func freePort() int {

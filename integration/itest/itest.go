@@ -5,18 +5,17 @@ package itest
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/atlasgate/atlasgate/internal/adminload"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	// the same modules as cmd/caddy
@@ -38,9 +37,12 @@ func FreePort(t testing.TB) int {
 }
 
 // GlobalOptions returns the global options every test config starts with: the
-// admin API on adminPort, no config persistence, quiet logs, storage under dir.
+// admin API on adminPort, no config persistence, quiet logs, storage under
+// dir, and the atlasgate_handover listener wrapper, as the shipped
+// Caddyfiles have it, so reloads under traffic lose no request.
 func GlobalOptions(adminPort int, storageDir string) string {
-	return fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tlog {\n\t\tlevel ERROR\n\t}\n\tstorage file_system %s\n\tdefault_bind 127.0.0.1\n", adminPort, storageDir)
+	return fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tlog {\n\t\tlevel ERROR\n\t}\n\tstorage file_system %s\n\tdefault_bind 127.0.0.1\n"+
+		"\tservers {\n\t\tlistener_wrappers {\n\t\t\tatlasgate_handover\n\t\t\ttls\n\t\t}\n\t}\n", adminPort, storageDir)
 }
 
 // Adapt turns a Caddyfile into JSON config.
@@ -70,15 +72,11 @@ func MustLoad(t testing.TB, cf string) {
 // Reload posts a Caddyfile to the admin API's /load, as `caddy reload` does,
 // and returns the status and body.
 func Reload(adminPort int, cf string) (int, string) {
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(cf))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	resp, err := http.DefaultClient.Do(req)
+	status, answer, _, err := adminload.Post(fmt.Sprintf("http://127.0.0.1:%d", adminPort), "text/caddyfile", cf)
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return status, answer
 }
 
 var (

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2/clientcredentials"
@@ -36,34 +35,20 @@ var (
 const envAPIToken = "IT_JWT_ATLASSIAN_API_TOKEN"
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if sim, err = atlassim.Start(atlassim.Config{Seed: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "starting simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-	if workDir, err = os.MkdirTemp("", "atlasgate-jwt-it-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	caFile = filepath.Join(workDir, "atlassim-ca.pem")
-	if err := sim.WriteCAFile(caFile); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	os.Setenv(envAPIToken, atlassim.DemoAPIToken)
-	if idp, err = startProvider(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting OpenID Provider:", err)
-		return 1
-	}
-	defer idp.stop()
-	defer caddy.Stop()
-	return m.Run()
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:    atlassim.Config{Seed: true},
+		Name:   "jwt-it",
+		CAFile: "atlassim-ca.pem",
+		Env:    map[string]string{envAPIToken: atlassim.DemoAPIToken},
+		Setup: func(h *itest.Harness) (err error) {
+			sim, workDir, caFile = h.Sim, h.Dir, h.CAFile
+			if idp, err = startProvider(); err != nil {
+				return fmt.Errorf("starting OpenID Provider: %w", err)
+			}
+			h.Cleanup(idp.stop)
+			return nil
+		},
+	}))
 }
 
 // gatewayConfig: the OP's tokens for the audience `atlasgate` are accepted;

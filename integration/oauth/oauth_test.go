@@ -33,26 +33,21 @@ var (
 	ca    string
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	clock = atlassim.NewManualClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
-	var err error
-	sim, err = atlassim.Start(atlassim.Config{Seed: true, Clock: clock.Now, AutoConsent: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer sim.Close()
-	credentials.SetOAuthClock(clock.Now)
-	dir, _ = os.MkdirTemp("", "atlasgate-oauth-")
-	defer os.RemoveAll(dir)
-	ca = filepath.Join(dir, "ca.pem")
-	sim.WriteCAFile(ca)
-	os.Setenv("IT_OAUTH_SECRET", atlassim.DemoOAuthClientSecret)
-	os.Setenv("IT_ENCRYPTION_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
-	defer caddy.Stop()
-	return m.Run()
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:  atlassim.Config{Seed: true, Clock: clock.Now, AutoConsent: true},
+		Name: "oauth",
+		Env: map[string]string{
+			"IT_OAUTH_SECRET":   atlassim.DemoOAuthClientSecret,
+			"IT_ENCRYPTION_KEY": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+		},
+		Setup: func(h *itest.Harness) error {
+			sim, dir, ca = h.Sim, h.Dir, h.CAFile
+			credentials.SetOAuthClock(clock.Now)
+			return nil
+		},
+	}))
 }
 
 type gateway struct{ port, admin int }

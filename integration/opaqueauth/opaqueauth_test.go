@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
@@ -43,41 +42,29 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if sim, err = atlassim.Start(atlassim.Config{Seed: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "starting simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-	if workDir, err = os.MkdirTemp("", "atlasgate-opaque-it-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	caFile = filepath.Join(workDir, "atlassim-ca.pem")
-	if err := sim.WriteCAFile(caFile); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	os.Setenv(envAPIToken, atlassim.DemoAPIToken)
-	os.Setenv(envSecret, gatewayClientSecret)
-	os.Setenv(envWrongSecret, "not-the-secret")
-	if idp, err = startProvider("127.0.0.1:0"); err != nil {
-		fmt.Fprintln(os.Stderr, "starting OpenID Provider:", err)
-		return 1
-	}
-	defer func() { idp.stop() }()
-	defer caddy.Stop()
-	gw = gateway{port: freePort(), adminPort: freePort()}
-	if err := itest.Load(gw.caddyfile()); err != nil {
-		fmt.Fprintln(os.Stderr, "loading gateway config:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:    atlassim.Config{Seed: true},
+		Name:   "opaque-it",
+		CAFile: "atlassim-ca.pem",
+		Env: map[string]string{
+			envAPIToken:    atlassim.DemoAPIToken,
+			envSecret:      gatewayClientSecret,
+			envWrongSecret: "not-the-secret",
+		},
+		Setup: func(h *itest.Harness) (err error) {
+			sim, workDir, caFile = h.Sim, h.Dir, h.CAFile
+			if idp, err = startProvider("127.0.0.1:0"); err != nil {
+				return fmt.Errorf("starting OpenID Provider: %w", err)
+			}
+			// idp may be replaced by a restart: stop the one running then.
+			h.Cleanup(func() { idp.stop() })
+			gw = gateway{port: freePort(), adminPort: freePort()}
+			if err := itest.Load(gw.caddyfile()); err != nil {
+				return fmt.Errorf("loading gateway config: %w", err)
+			}
+			return nil
+		},
+	}))
 }
 
 // gatewayConfig: one site per authenticator, chosen by Host. The deferred

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/atlasgate/atlasgate/integration/itest"
 )
 
 // Audit events can be routed to their own sink by logger name, as operators
@@ -16,18 +18,12 @@ func TestAuditEventsReachTheirOwnLog(t *testing.T) {
 	if resp.StatusCode != 403 {
 		t.Fatalf("status %d, want a denial", resp.StatusCode)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if ev := findAudit(t, "nobody-matches-this"); ev != nil {
-			if ev["logger"] != "atlasgate.audit" || ev["decision"] != "deny" || ev["status"] == nil {
-				t.Errorf("audit event = %v", ev)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no audit event in the audit log")
-		}
-		time.Sleep(50 * time.Millisecond)
+	var ev map[string]any
+	if !itest.Eventually(5*time.Second, func() bool { ev = findAudit(t, "nobody-matches-this"); return ev != nil }) {
+		t.Fatal("no audit event in the audit log")
+	}
+	if ev["logger"] != "atlasgate.audit" || ev["decision"] != "deny" || ev["status"] == nil {
+		t.Errorf("audit event = %v", ev)
 	}
 }
 

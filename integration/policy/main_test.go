@@ -31,28 +31,17 @@ var (
 	gw      gateway
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	if sim, err = atlassim.Start(atlassim.Config{Seed: true}); err != nil {
-		fmt.Fprintln(os.Stderr, "starting simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-	if workDir, err = os.MkdirTemp("", "atlasgate-policy-it-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	caFile = filepath.Join(workDir, "atlassim-ca.pem")
-	if err := sim.WriteCAFile(caFile); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	os.Setenv("IT_ATLASSIAN_API_TOKEN", atlassim.DemoAPIToken)
-	defer caddy.Stop()
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(itest.Main(m, itest.Options{
+		Sim:    atlassim.Config{Seed: true},
+		Name:   "policy-it",
+		CAFile: "atlassim-ca.pem",
+		Env:    map[string]string{"IT_ATLASSIAN_API_TOKEN": atlassim.DemoAPIToken},
+		Setup: func(h *itest.Harness) error {
+			sim, workDir, caFile = h.Sim, h.Dir, h.CAFile
+			return nil
+		},
+	}))
 }
 
 // testHeader is a test-only authenticator (never in the shipped binary): it

@@ -23,8 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/integration/itest"
 	"github.com/atlasgate/atlasgate/modules/credentials"
@@ -43,33 +41,26 @@ var (
 	gwOffset atomic.Int64
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	// The simulator runs on the wall clock too, so that tokens the in-process
-	// gateway stores look right to the binaries; sim.Advance makes tokens die
-	// at Atlassian while the gateways still believe them valid.
-	sim, err = atlassim.Start(atlassim.Config{Seed: true, AutoConsent: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer sim.Close()
-	credentials.SetOAuthClock(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) })
-	dir, _ = os.MkdirTemp("", "atlasgate-replicas-")
-	defer os.RemoveAll(dir)
-	ca = filepath.Join(dir, "ca.pem")
-	if err := sim.WriteCAFile(ca); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	os.Setenv("IT_OAUTH_SECRET", atlassim.DemoOAuthClientSecret)
-	os.Setenv("IT_SA_SECRET", atlassim.DemoServiceAccountClientSecret)
-	os.Setenv("IT_SA_BAD_SECRET", "not-the-secret")
-	os.Setenv("IT_ENCRYPTION_KEY", encryptionKey)
-	defer caddy.Stop()
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(itest.Main(m, itest.Options{
+		// The simulator runs on the wall clock too, so that tokens the
+		// in-process gateway stores look right to the binaries; sim.Advance
+		// makes tokens die at Atlassian while the gateways still believe them
+		// valid.
+		Sim:  atlassim.Config{Seed: true, AutoConsent: true},
+		Name: "replicas",
+		Env: map[string]string{
+			"IT_OAUTH_SECRET":   atlassim.DemoOAuthClientSecret,
+			"IT_SA_SECRET":      atlassim.DemoServiceAccountClientSecret,
+			"IT_SA_BAD_SECRET":  "not-the-secret",
+			"IT_ENCRYPTION_KEY": encryptionKey,
+		},
+		Setup: func(h *itest.Harness) error {
+			sim, dir, ca = h.Sim, h.Dir, h.CAFile
+			credentials.SetOAuthClock(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) })
+			return nil
+		},
+	}))
 }
 
 // advance moves Atlassian's clock and the in-process gateway's together.

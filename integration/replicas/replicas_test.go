@@ -222,12 +222,8 @@ func TestReplicaKilledMidRefresh(t *testing.T) {
 	a.kill()
 	hold.Release()
 	// Atlassian processes the refresh of the dead replica; wait until it has.
-	deadline := time.Now().Add(10 * time.Second)
-	for tokenCalls("refresh_token")["issued"] != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the held refresh was not processed: %v", tokenCalls("refresh_token"))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !itest.Eventually(10*time.Second, func() bool { return tokenCalls("refresh_token")["issued"] == 1 }) {
+		t.Fatalf("the held refresh was not processed: %v", tokenCalls("refresh_token"))
 	}
 
 	// Storage still holds a usable grant: the previous set, ready.
