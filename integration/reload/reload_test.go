@@ -119,6 +119,7 @@ http://127.0.0.1:%[10]d {
 				credential jira-oauth
 			}
 			rule via-scoped {
+				authenticator keys
 				label route=scoped
 				credential jira-scoped
 			}
