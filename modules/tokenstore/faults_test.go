@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ type faultyStorage struct {
 
 	mu        sync.Mutex
 	storeErr  error         // Store (and Delete) fail with it
+	storeOnly string        // if set, storeErr hits only keys with this prefix
 	loadErr   error         // Load fails with it
 	lockErr   error         // Lock fails with it
 	slow      time.Duration // every operation waits this long first
@@ -55,8 +57,18 @@ func wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
+func (f *faultyStorage) storeFails(key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.storeOnly != "" && !strings.HasPrefix(key, f.storeOnly) {
+		return nil
+	}
+	return f.storeErr
+}
+
 func (f *faultyStorage) Store(ctx context.Context, key string, value []byte) error {
-	storeErr, _, _, slow, _, hook := f.get()
+	_, _, _, slow, _, hook := f.get()
+	storeErr := f.storeFails(key)
 	if err := wait(ctx, slow); err != nil {
 		return err
 	}
@@ -70,7 +82,8 @@ func (f *faultyStorage) Store(ctx context.Context, key string, value []byte) err
 }
 
 func (f *faultyStorage) Delete(ctx context.Context, key string) error {
-	storeErr, _, _, slow, _, _ := f.get()
+	_, _, _, slow, _, _ := f.get()
+	storeErr := f.storeFails(key)
 	if err := wait(ctx, slow); err != nil {
 		return err
 	}

@@ -3,6 +3,10 @@ package tokenstore
 import (
 	"bytes"
 	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,9 +16,9 @@ import (
 // Regression tests for the defects of issue 9: each failed on the token
 // manager that came before the engine.
 
-func setupFaulty(t *testing.T) (*Store, *faultyStorage, *authServer, *clock) {
+func setupFaulty(t *testing.T) (*Store, *faultyStorage, *authServer, *testClock) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	c := &testClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	fs := &faultyStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	st, err := New(fs, bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -46,9 +50,13 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestFailedSaveIsRetriedNotRefreshedAgain(t *testing.T) {
 	st, fs, srv, c := setupFaulty(t)
 	m := newManager(st, srv, c)
+	m.SaveRetry = 5 * time.Millisecond
 	ctx := context.Background()
+	m.Token(ctx)
 	c.Advance(56 * time.Minute) // inside the refresh window
-	fs.set(func(f *faultyStorage) { f.storeErr = errVolumeFull })
+	// The refresh intent is recorded, then the token set's save fails (and
+	// keeps failing).
+	fs.set(func(f *faultyStorage) { f.storeErr, f.storeOnly = errVolumeFull, "atlasgate/tokens/" })
 	if _, err := m.Token(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +156,134 @@ func TestSuccessfulForcedRefreshesAreNotBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Advance(5 * time.Second)
-		ts, err := m.ForceRefresh(ctx, cur)
+		ts, err := m.Invalidate(ctx, cur)
 		if err != nil {
 			t.Fatalf("forced refresh %d of a token the upstream revoked early: %v", i+1, err)
 		}
 		if ts.AccessToken == cur.AccessToken {
 			t.Fatalf("forced refresh %d kept the refused token", i+1)
 		}
+	}
+}
+
+// Defect 2: a process killed while its refresh was at the token endpoint
+// leaves an intent; a survivor holding a still-valid token recovers it at
+// once with the stored refresh token — inside Atlassian's reuse leeway — not
+// an hour later at expiry, which would revoke the family.
+func TestOrphanedRefreshIsRecoveredAtOnce(t *testing.T) {
+	st, srv, c := setup(t)
+	ctx := context.Background()
+	survivor := newManager(st, srv, c)
+	survivor.OrphanGrace = time.Millisecond
+	if _, err := survivor.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The dead replica recorded its intent, and the server rotated rt-0;
+	// the answer died with the process.
+	if err := st.saveIntent(ctx, "jira", intent{Generation: 1, At: c.Now(), Owner: "dead-replica"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.refresh(ctx, &TokenSet{RefreshToken: "rt-0"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+	if ts, err := survivor.Token(ctx); err != nil || ts.AccessToken != "at-0" {
+		t.Fatalf("survivor: %v %v; want its valid token at once", ts, err)
+	}
+	eventually(t, "the survivor to recover the refresh", func() bool {
+		stored, err := st.Load(ctx, "jira")
+		return err == nil && stored.Generation == 2
+	})
+	c.Advance(2 * time.Hour) // the next refreshes use the recovered token
+	if _, err := survivor.Token(ctx); err != nil || srv.revoked {
+		t.Fatalf("after recovery: %v, revoked=%v", err, srv.revoked)
+	}
+	if in, _ := st.loadIntent(ctx, "jira"); in != nil {
+		t.Errorf("intent left behind: %+v", in)
+	}
+}
+
+// Defect 3: requests inside the refresh window during a slow refresh neither
+// wait nor start a goroutine each.
+func TestSlowRefreshNeitherBlocksNorPilesUp(t *testing.T) {
+	st, srv, c := setup(t)
+	ctx := context.Background()
+	release := make(chan struct{})
+	var entered atomic.Int64
+	m := newManager(st, srv, c)
+	m.Refresh = func(ctx context.Context, ts *TokenSet) (*TokenSet, error) {
+		entered.Add(1)
+		<-release
+		return srv.refresh(ctx, ts)
+	}
+	m.Token(ctx)
+	c.Advance(57 * time.Minute)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 5000; i++ {
+		if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-0" {
+			t.Fatalf("request %d: %v %v", i, ts, err)
+		}
+	}
+	eventually(t, "the background refresh to start", func() bool { return entered.Load() == 1 })
+	if n := runtime.NumGoroutine() - before; n > 20 {
+		t.Errorf("%d more goroutines during one slow refresh for 5,000 requests", n)
+	}
+	close(release)
+	eventually(t, "the refresh to finish", func() bool { ts, _ := m.Token(ctx); return ts.AccessToken == "at-1" })
+	if entered.Load() != 1 {
+		t.Errorf("%d refreshes, want 1", entered.Load())
+	}
+}
+
+// casStorage implements CompareAndSwapper the way a Redis backend would.
+type casStorage struct {
+	certmagic.Storage
+	mu    sync.Mutex
+	swaps int
+}
+
+func (s *casStorage) CompareAndSwap(ctx context.Context, key string, old, value []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.swaps++
+	cur, err := s.Storage.Load(ctx, key)
+	if err != nil {
+		cur = nil
+	}
+	if (cur == nil) != (old == nil) || !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	return true, s.Storage.Store(ctx, key, value)
+}
+
+// Saves compare and set on the exact bytes last read: through the storage's
+// CompareAndSwap when it has one; a writer with a stale base loses.
+func TestSavesCompareAndSwap(t *testing.T) {
+	c := &testClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	cs := &casStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	st, _ := New(cs, bytes.Repeat([]byte{7}, 32))
+	srv := &authServer{now: c.Now, leeway: 10 * time.Minute, current: "rt-0", replaced: map[string]time.Time{}}
+	ctx := context.Background()
+	m := newManager(st, srv, c)
+	if err := m.Authorize(ctx, &TokenSet{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: c.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(61 * time.Minute)
+	if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-1" {
+		t.Fatalf("%v %v", ts, err)
+	}
+	if cs.swaps != 2 {
+		t.Errorf("%d compare-and-swaps, want 2 (authorize, refresh)", cs.swaps)
+	}
+	_, raw, _ := st.read(ctx, "jira")
+	if _, err := st.swap(ctx, "jira", raw, &TokenSet{AccessToken: "x", Generation: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.swap(ctx, "jira", raw, &TokenSet{AccessToken: "y", Generation: 3}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a write on a stale base: %v, want ErrConflict", err)
+	}
+	plain := &Store{storage: cs.Storage, aead: st.aead, keyID: st.keyID, prefix: st.prefix} // locks and re-reads instead
+	if _, err := plain.swap(ctx, "jira", raw, &TokenSet{AccessToken: "z"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a write on a stale base without CompareAndSwap: %v, want ErrConflict", err)
 	}
 }
