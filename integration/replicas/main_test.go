@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"io"
 	"net"
 	"net/http"
@@ -27,7 +28,6 @@ import (
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/integration/itest"
-	"github.com/atlasgate/atlasgate/modules/credentials"
 )
 
 const encryptionKey = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
@@ -37,7 +37,7 @@ var (
 	dir string // everything the test writes: CA file, storage, binary, configs
 	ca  string
 
-	// gwOffset moves the in-process gateway's clock (credentials.SetOAuthClock)
+	// gwOffset moves the in-process gateway's clock (internal/clock)
 	// ahead of the wall clock, as sim.Advance moves the simulator's. The
 	// binaries run on the wall clock.
 	gwOffset atomic.Int64
@@ -56,7 +56,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer sim.Close()
-	credentials.SetOAuthClock(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) })
+	defer gclock.Set(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) })()
 	dir, _ = os.MkdirTemp("", "atlasgate-replicas-")
 	defer os.RemoveAll(dir)
 	ca = filepath.Join(dir, "ca.pem")
