@@ -267,7 +267,7 @@ func (e *Engine) renew(ctx context.Context, minGen uint64) (*TokenSet, error) {
 	}
 	// The flight serves every waiting caller: it runs on the engine's own
 	// context, not on the caller's, which may hang up.
-	ch := e.sf.DoChan(key, func() (any, error) { return e.sync(e.life(), minGen) })
+	ch := e.sf.DoChan(key, func() (any, error) { return e.sync(context.WithoutCancel(e.life()), minGen) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -287,11 +287,13 @@ func (e *Engine) kick() {
 }
 
 // work refreshes ahead, re-reads, recovers and retries saves, then ends when
-// nothing is left to do.
+// nothing is left to do. An unsaved set is retried even after the engine's
+// context ended (a config reload): it holds the only copy of its refresh
+// token.
 func (e *Engine) work() {
 	defer e.running.Store(false)
 	for {
-		_, _ = e.renew(e.life(), 0)
+		_, _ = e.renew(context.Background(), 0)
 		e.mu.Lock()
 		again := e.pending
 		e.mu.Unlock()
@@ -299,12 +301,7 @@ func (e *Engine) work() {
 			return
 		}
 		t := time.NewTimer(orDur(e.SaveRetry, 2*time.Second))
-		select {
-		case <-e.life().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+		<-t.C
 	}
 }
 

@@ -287,3 +287,62 @@ func TestSavesCompareAndSwap(t *testing.T) {
 		t.Fatalf("a write on a stale base without CompareAndSwap: %v, want ErrConflict", err)
 	}
 }
+
+// Defect 5: with storage unreachable, a valid access token keeps being
+// served; once it expires (or a refresh is forced) the error says storage,
+// and no token is refreshed that could not be stored.
+func TestStorageUnreachable(t *testing.T) {
+	st, fs, srv, c := setupFaulty(t)
+	ctx := context.Background()
+	m := newManager(st, srv, c)
+	cur, err := m.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.set(func(f *faultyStorage) { f.loadErr, f.storeErr, f.lockErr = errUnreachable, errUnreachable, errUnreachable })
+	c.Advance(40 * time.Minute)
+	if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-0" {
+		t.Fatalf("valid token while storage is down: %v %v", ts, err)
+	}
+	if _, err := m.Invalidate(ctx, cur); !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("forced refresh while storage is down: %v, want ErrUnreadable", err)
+	}
+	c.Advance(21 * time.Minute)
+	if _, err := m.Token(ctx); !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("expired token while storage is down: %v, want ErrUnreadable", err)
+	}
+	if srv.calls.Load() != 0 {
+		t.Fatalf("%d token calls while storage was down, want 0", srv.calls.Load())
+	}
+	fs.set(func(f *faultyStorage) { f.loadErr, f.storeErr, f.lockErr = nil, nil, nil })
+	c.Advance(2 * time.Minute) // past the back-off
+	if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-1" || srv.revoked {
+		t.Fatalf("storage back: %v %v revoked=%v", ts, err, srv.revoked)
+	}
+}
+
+// A slow storage and a lock that cannot be had (held by a dead peer) delay a
+// refresh but neither lose it nor duplicate it.
+func TestSlowStorageAndDeadLockHolder(t *testing.T) {
+	st, fs, srv, c := setupFaulty(t)
+	ctx := context.Background()
+	m := newManager(st, srv, c)
+	m.LockTimeout = 50 * time.Millisecond
+	fs.set(func(f *faultyStorage) { f.slow, f.lockErr = 5*time.Millisecond, errors.New("lock held by a dead peer") })
+	c.Advance(61 * time.Minute)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-1" {
+				t.Errorf("%v %v", ts, err)
+			}
+		}()
+	}
+	wg.Wait()
+	stored, err := st.Load(ctx, "jira")
+	if err != nil || stored.RefreshToken != "rt-1" || srv.calls.Load() != 1 {
+		t.Fatalf("stored %v %v after %d token calls", stored, err, srv.calls.Load())
+	}
+}
