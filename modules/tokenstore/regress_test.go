@@ -299,7 +299,9 @@ func TestStorageUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.set(func(f *faultyStorage) { f.loadErr, f.storeErr, f.lockErr = errUnreachable, errUnreachable, errUnreachable })
+	fs.set(func(f *faultyStorage) {
+		f.loadErr, f.storeErr, f.lockErr = errUnreachable, errUnreachable, errUnreachable
+	})
 	c.Advance(40 * time.Minute)
 	if ts, err := m.Token(ctx); err != nil || ts.AccessToken != "at-0" {
 		t.Fatalf("valid token while storage is down: %v %v", ts, err)
