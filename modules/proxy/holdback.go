@@ -1,12 +1,12 @@
 package proxy
 
 import (
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -126,25 +126,9 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
-// clock is the hold-back's time source; tests replace it with SetClock.
-var clock atomic.Pointer[func() time.Time]
-
-func now() time.Time {
-	if f := clock.Load(); f != nil {
-		return (*f)()
-	}
-	return time.Now()
-}
-
-// SetClock replaces the clock of upstream hold-back, for tests; nil restores
-// the real clock.
-func SetClock(f func() time.Time) {
-	if f == nil {
-		clock.Store(nil)
-		return
-	}
-	clock.Store(&f)
-}
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return clock.Now() }
 
 // Interface guards
 var _ caddy.Destructor = (*holds)(nil)
