@@ -116,15 +116,18 @@ func (b *StoredBackend) unsaved() bool {
 }
 
 // orphaned decides whether in is an unfinished refresh of ts.
-func (b *StoredBackend) orphaned(in *intent, ts *TokenSet, locked bool) bool {
+func (b *StoredBackend) orphaned(in *intent, ts *TokenSet) bool {
 	if in == nil || ts == nil || in.Generation != ts.Generation || ts.State != StateReady {
 		return false
 	}
 	if in.Owner == b.id() {
 		return !b.unsaved() // our own: orphaned unless our save is pending
 	}
-	// Without the lock, a fresh intent may be a live peer at work.
-	return locked || b.now().Sub(in.At) >= orDur(b.LockTimeout, 20*time.Second)
+	// A fresh intent may be a live peer at work: one refreshing now (it
+	// holds the lock, unless ours was bypassed), or one whose save keeps
+	// failing (it renews its intent with every retry). Only an intent left
+	// alone for longer than a refresh may take is orphaned.
+	return b.now().Sub(in.At) >= orDur(b.LockTimeout, 20*time.Second)
 }
 
 // Read implements Backend.
@@ -134,7 +137,7 @@ func (b *StoredBackend) Read(ctx context.Context) (*TokenSet, bool, error) {
 		return nil, false, err
 	}
 	in, err := b.Store.loadIntent(ctx, b.Name)
-	return ts, err == nil && b.orphaned(in, ts, false), nil
+	return ts, err == nil && b.orphaned(in, ts), nil
 }
 
 func (b *StoredBackend) lock(ctx context.Context) (unlock func(), locked bool) {
@@ -158,7 +161,7 @@ func (b *StoredBackend) lock(ctx context.Context) (unlock func(), locked bool) {
 
 // Renew implements Backend.
 func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*TokenSet) bool) (*TokenSet, bool, error) {
-	unlock, locked := b.lock(ctx)
+	unlock, _ := b.lock(ctx)
 	defer unlock()
 	ts, raw, err := b.Store.read(ctx, b.Name)
 	switch {
@@ -173,7 +176,7 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the refresh intent of %q: %w", b.Name, err)
 	}
-	orphan := b.orphaned(in, ts, locked)
+	orphan := b.orphaned(in, ts)
 	if !orphan && !stale(ts) {
 		return ts, true, nil // another replica refreshed while we waited
 	}
@@ -260,6 +263,11 @@ func (b *StoredBackend) Save(ctx context.Context, ts *TokenSet) error {
 	b.mu.Lock()
 	base := b.base
 	b.mu.Unlock()
+	// Renew the intent: it tells the other replicas that its owner lives and
+	// will store the newer set, so they must not recover it as orphaned.
+	if base != nil {
+		_ = b.Store.saveIntent(ctx, b.Name, intent{Generation: envelopeGeneration(base), At: b.now(), Owner: b.id()})
+	}
 	_, err := b.Store.swap(ctx, b.Name, base, ts)
 	if err == nil || errors.Is(err, ErrConflict) {
 		b.mu.Lock()
