@@ -29,31 +29,36 @@ func (s *Store) swap(ctx context.Context, name string, old []byte, ts *TokenSet)
 	if err != nil {
 		return nil, err
 	}
-	key := s.Key(name)
+	if err := s.casRaw(ctx, s.Key(name), old, raw); err != nil {
+		return nil, fmt.Errorf("storing token set %q: %w", name, err)
+	}
+	return raw, nil
+}
+
+// casRaw stores value at key only if key holds exactly old (nil: nothing).
+func (s *Store) casRaw(ctx context.Context, key string, old, value []byte) error {
+	raw := value
 	if cas, ok := s.storage.(CompareAndSwapper); ok {
 		swapped, err := cas.CompareAndSwap(ctx, key, old, raw)
 		if err != nil {
-			return nil, fmt.Errorf("storing token set %q: %w", name, err)
+			return err
 		}
 		if !swapped {
-			return nil, ErrConflict
+			return ErrConflict
 		}
-		return raw, nil
+		return nil
 	}
 	cur, err := s.storage.Load(ctx, key)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		cur = nil
 	case err != nil:
-		return nil, fmt.Errorf("re-reading token set %q before storing it: %w", name, err)
+		return fmt.Errorf("re-reading before storing: %w", err)
 	}
 	if (cur == nil) != (old == nil) || !bytes.Equal(cur, old) {
-		return nil, ErrConflict
+		return ErrConflict
 	}
-	if err := s.storage.Store(ctx, key, raw); err != nil {
-		return nil, fmt.Errorf("storing token set %q: %w", name, err)
-	}
-	return raw, nil
+	return s.storage.Store(ctx, key, raw)
 }
 
 // intent is written before a refresh token is sent to the token endpoint and
@@ -70,20 +75,31 @@ type intent struct {
 
 func (s *Store) intentKey(name string) string { return "atlasgate/token-intents/" + name + ".json" }
 
-// loadIntent returns the intent stored for name, or nil.
-func (s *Store) loadIntent(ctx context.Context, name string) (*intent, error) {
+// loadIntent returns the intent stored for name and its bytes, or nils.
+func (s *Store) loadIntent(ctx context.Context, name string) (*intent, []byte, error) {
 	raw, err := s.storage.Load(ctx, s.intentKey(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var in intent
 	if err := json.Unmarshal(raw, &in); err != nil {
-		return nil, nil // a torn intent is no intent: the set decides
+		return nil, raw, nil // a torn intent is no intent: the set decides
 	}
-	return &in, nil
+	return &in, raw, nil
+}
+
+// swapIntent replaces the intent only if it is still exactly old (nil:
+// none), so that two replicas that both bypassed the lock cannot both go on
+// to refresh: the intent fences the token call.
+func (s *Store) swapIntent(ctx context.Context, name string, old []byte, in intent) ([]byte, error) {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return raw, s.casRaw(ctx, s.intentKey(name), old, raw)
 }
 
 func (s *Store) saveIntent(ctx context.Context, name string, in intent) error {
@@ -94,8 +110,13 @@ func (s *Store) saveIntent(ctx context.Context, name string, in intent) error {
 	return s.storage.Store(ctx, s.intentKey(name), raw)
 }
 
-func (s *Store) deleteIntent(ctx context.Context, name string) error {
-	err := s.storage.Delete(ctx, s.intentKey(name))
+// deleteIntent removes the intent if it is still owner's.
+func (s *Store) deleteIntent(ctx context.Context, name, owner string) error {
+	in, _, err := s.loadIntent(ctx, name)
+	if err != nil || in == nil || (owner != "" && in.Owner != owner) {
+		return err
+	}
+	err = s.storage.Delete(ctx, s.intentKey(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

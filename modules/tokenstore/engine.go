@@ -267,15 +267,22 @@ func (e *Engine) renew(ctx context.Context, minGen uint64) (*TokenSet, error) {
 	}
 	// The flight serves every waiting caller: it runs on the engine's own
 	// context, not on the caller's, which may hang up.
-	ch := e.sf.DoChan(key, func() (any, error) { return e.sync(context.WithoutCancel(e.life()), minGen) })
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for attempt := 0; ; attempt++ {
+		ch := e.sf.DoChan(key, func() (any, error) { return e.sync(context.WithoutCancel(e.life()), minGen) })
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			// A flight that began before the caller's time may answer with a
+			// token valid then, expired now: one more flight decides.
+			ts := r.Val.(*TokenSet)
+			if e.valid(ts, e.now()) || attempt > 0 {
+				return ts, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return r.Val.(*TokenSet), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 

@@ -227,7 +227,7 @@ func TestInvalidGrantRaceAdoptsStoredToken(t *testing.T) {
 		// and rotates the token; the loser's refresh token is then replaced.
 		// (The winner does not see the loser's intent: storage without
 		// consistent reads, say.)
-		st.deleteIntent(ctx, "jira")
+		st.deleteIntent(ctx, "jira", "")
 		if _, err := winner.Token(ctx); err != nil {
 			t.Errorf("winner: %v", err)
 		}

@@ -136,7 +136,7 @@ func (b *StoredBackend) Read(ctx context.Context) (*TokenSet, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	in, err := b.Store.loadIntent(ctx, b.Name)
+	in, _, err := b.Store.loadIntent(ctx, b.Name)
 	return ts, err == nil && b.orphaned(in, ts), nil
 }
 
@@ -172,7 +172,7 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 	case ts.State == StateNeedsReauthorization:
 		return ts, false, &ReauthError{Reason: ts.Reason}
 	}
-	in, err := b.Store.loadIntent(ctx, b.Name)
+	in, inRaw, err := b.Store.loadIntent(ctx, b.Name)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the refresh intent of %q: %w", b.Name, err)
 	}
@@ -189,9 +189,14 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 	if orphan && !(in.Owner == b.id() && in.Claim) {
 		b.logger().Warn("recovering a refresh another process left unfinished",
 			zap.String("credential", b.Name), zap.Uint64("generation", ts.Generation), zap.Time("begun", in.At))
-		if err := b.Store.saveIntent(ctx, b.Name, intent{Generation: ts.Generation, At: b.now(), Owner: b.id(), Claim: true}); err != nil {
+		claimRaw, err := b.Store.swapIntent(ctx, b.Name, inRaw, intent{Generation: ts.Generation, At: b.now(), Owner: b.id(), Claim: true})
+		if errors.Is(err, ErrConflict) {
+			return nil, false, errPeerRefreshing // another replica claimed it first
+		}
+		if err != nil {
 			return nil, false, fmt.Errorf("claiming an unfinished refresh (storage refuses writes): %w", err)
 		}
+		inRaw = claimRaw
 		// A writer that is alive but could not store its set retries the
 		// save meanwhile; its set is newer than anything we would make.
 		t := time.NewTimer(orDur(b.OrphanGrace, 10*time.Second))
@@ -209,7 +214,9 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 			return latest, true, nil
 		}
 	}
-	if err := b.Store.saveIntent(ctx, b.Name, intent{Generation: ts.Generation, At: b.now(), Owner: b.id()}); err != nil {
+	if _, err := b.Store.swapIntent(ctx, b.Name, inRaw, intent{Generation: ts.Generation, At: b.now(), Owner: b.id()}); errors.Is(err, ErrConflict) {
+		return nil, false, errPeerRefreshing // its owner renewed it, or another replica claimed it
+	} else if err != nil {
 		return nil, false, fmt.Errorf("recording the refresh intent (storage refuses writes; nothing is refreshed that could not be stored): %w", err)
 	}
 	fresh, err := b.Refresh(ctx, ts)
@@ -281,7 +288,7 @@ func (b *StoredBackend) Save(ctx context.Context, ts *TokenSet) error {
 }
 
 func (b *StoredBackend) dropIntent(ctx context.Context) {
-	if err := b.Store.deleteIntent(ctx, b.Name); err != nil {
+	if err := b.Store.deleteIntent(ctx, b.Name, b.id()); err != nil {
 		b.logger().Warn("removing the refresh intent", zap.String("credential", b.Name), zap.Error(err))
 	}
 }
@@ -334,7 +341,7 @@ func (b *StoredBackend) Authorize(ctx context.Context, ts *TokenSet) (*TokenSet,
 	b.mu.Lock()
 	b.base = nil
 	b.mu.Unlock()
-	b.dropIntent(ctx)
+	_ = b.Store.deleteIntent(ctx, b.Name, "") // a new grant: whatever was unfinished is moot
 	return &next, nil
 }
 
