@@ -3,7 +3,7 @@ GO      ?= go
 CADDY   := bin/caddy
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo test vet fuzz bench clean
+.PHONY: build dev run demo test vet fuzz bench soak clean
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -41,6 +41,13 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./modules/authn/jwt
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./modules/policy
+
+# Chaos soak of the token engine: three replicas on one storage, a moving
+# clock, kills at the token endpoint, storage faults (in process; see
+# modules/tokenstore/chaos_test.go). SOAK_CYCLES=n.
+SOAK_CYCLES ?= 1000
+soak:
+	CHAOS_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 60m -run '^TestChaosReplicas$$' -v ./modules/tokenstore
 
 # Benchmarks: plain Caddy reverse_proxy vs the gateway, same upstream, same run.
 bench: $(CADDY)

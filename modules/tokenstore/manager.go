@@ -14,12 +14,13 @@ type Manager struct {
 	Store   *Store
 	Name    string
 	Refresh RefreshFunc
-	// Skew, Recheck, SaveRetry: see Engine. LockTimeout, OrphanGrace: see
-	// StoredBackend.
+	// Skew, Recheck, SaveRetry: see Engine. LockTimeout, OrphanAfter,
+	// OrphanGrace: see StoredBackend.
 	Skew        time.Duration
 	Recheck     time.Duration
 	SaveRetry   time.Duration
 	LockTimeout time.Duration
+	OrphanAfter time.Duration
 	OrphanGrace time.Duration
 	// Context ends the engine's background work (the Caddy context).
 	Context context.Context
@@ -35,7 +36,7 @@ type Manager struct {
 func (m *Manager) Engine() *Engine {
 	m.once.Do(func() {
 		m.backend = &StoredBackend{Store: m.Store, Name: m.Name, Refresh: m.Refresh, LockTimeout: m.LockTimeout,
-			OrphanGrace: m.OrphanGrace, Now: m.Now, Logger: m.Logger}
+			OrphanAfter: m.OrphanAfter, OrphanGrace: m.OrphanGrace, Now: m.Now, Logger: m.Logger}
 		m.engine = &Engine{Name: m.Name, Backend: m.backend, Skew: m.Skew, Recheck: m.Recheck, SaveRetry: m.SaveRetry,
 			Context: m.Context, Now: m.Now, Logger: m.Logger}
 	})

@@ -76,6 +76,9 @@ type StoredBackend struct {
 	// holder refreshes in well under that; certmagic file locks of a dead
 	// holder go stale after 10s).
 	LockTimeout time.Duration
+	// OrphanAfter is how long an intent must be left alone (not renewed by
+	// its owner) to count as orphaned. Default LockTimeout.
+	OrphanAfter time.Duration
 	// OrphanGrace is how long a claimed orphan waits for a live writer's
 	// save before refreshing. Default 10s.
 	OrphanGrace time.Duration
@@ -127,7 +130,7 @@ func (b *StoredBackend) orphaned(in *intent, ts *TokenSet) bool {
 	// holds the lock, unless ours was bypassed), or one whose save keeps
 	// failing (it renews its intent with every retry). Only an intent left
 	// alone for longer than a refresh may take is orphaned.
-	return b.now().Sub(in.At) >= orDur(b.LockTimeout, 20*time.Second)
+	return b.now().Sub(in.At) >= orDur(b.OrphanAfter, orDur(b.LockTimeout, 20*time.Second))
 }
 
 // Read implements Backend.
