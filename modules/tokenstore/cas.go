@@ -71,6 +71,9 @@ type intent struct {
 	At         time.Time `json:"at"`
 	Owner      string    `json:"owner"` // process instance
 	Claim      bool      `json:"claim,omitempty"`
+	// Unsaved: the owner holds the refreshed set but could not store it;
+	// it renews the intent with every retry of the save.
+	Unsaved bool `json:"unsaved,omitempty"`
 }
 
 func (s *Store) intentKey(name string) string { return "atlasgate/token-intents/" + name + ".json" }

@@ -76,8 +76,11 @@ type StoredBackend struct {
 	// holder refreshes in well under that; certmagic file locks of a dead
 	// holder go stale after 10s).
 	LockTimeout time.Duration
-	// OrphanAfter is how long an intent must be left alone (not renewed by
-	// its owner) to count as orphaned. Default LockTimeout.
+	// OrphanAfter is how long an unsaved intent must be left alone (not
+	// renewed by its owner) to count as orphaned. Default twice LockTimeout:
+	// the owner renews it on every save retry, which may wait LockTimeout
+	// for the lock. A refresh intent is orphaned under the lock at once,
+	// without it after LockTimeout.
 	OrphanAfter time.Duration
 	// OrphanGrace is how long a claimed orphan waits for a live writer's
 	// save before refreshing. Default 10s.
@@ -118,19 +121,25 @@ func (b *StoredBackend) unsaved() bool {
 	return b.base != nil
 }
 
-// orphaned decides whether in is an unfinished refresh of ts.
-func (b *StoredBackend) orphaned(in *intent, ts *TokenSet) bool {
+// orphaned decides whether in is an unfinished refresh of ts. Under the
+// lock, another owner's refresh intent is orphaned at once: a live refresher
+// would hold the lock. An owner whose save keeps failing does not hold the
+// lock between retries; it marks its intent unsaved and renews it with every
+// retry, and only an intent left alone for OrphanAfter is orphaned.
+func (b *StoredBackend) orphaned(in *intent, ts *TokenSet, locked bool) bool {
 	if in == nil || ts == nil || in.Generation != ts.Generation || ts.State != StateReady {
 		return false
 	}
 	if in.Owner == b.id() {
 		return !b.unsaved() // our own: orphaned unless our save is pending
 	}
-	// A fresh intent may be a live peer at work: one refreshing now (it
-	// holds the lock, unless ours was bypassed), or one whose save keeps
-	// failing (it renews its intent with every retry). Only an intent left
-	// alone for longer than a refresh may take is orphaned.
-	return b.now().Sub(in.At) >= orDur(b.OrphanAfter, orDur(b.LockTimeout, 20*time.Second))
+	age, lockTimeout := b.now().Sub(in.At), orDur(b.LockTimeout, 20*time.Second)
+	if !in.Unsaved {
+		// A live refresher finishes within the lock timeout (its token call
+		// times out sooner).
+		return locked || age >= lockTimeout
+	}
+	return age >= orDur(b.OrphanAfter, 2*lockTimeout)
 }
 
 // Read implements Backend.
@@ -140,7 +149,7 @@ func (b *StoredBackend) Read(ctx context.Context) (*TokenSet, bool, error) {
 		return nil, false, err
 	}
 	in, _, err := b.Store.loadIntent(ctx, b.Name)
-	return ts, err == nil && b.orphaned(in, ts), nil
+	return ts, err == nil && b.orphaned(in, ts, false), nil
 }
 
 func (b *StoredBackend) lock(ctx context.Context) (unlock func(), locked bool) {
@@ -164,7 +173,7 @@ func (b *StoredBackend) lock(ctx context.Context) (unlock func(), locked bool) {
 
 // Renew implements Backend.
 func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*TokenSet) bool) (*TokenSet, bool, error) {
-	unlock, _ := b.lock(ctx)
+	unlock, locked := b.lock(ctx)
 	defer unlock()
 	ts, raw, err := b.Store.read(ctx, b.Name)
 	switch {
@@ -179,7 +188,7 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the refresh intent of %q: %w", b.Name, err)
 	}
-	orphan := b.orphaned(in, ts)
+	orphan := b.orphaned(in, ts, locked)
 	if !orphan && !stale(ts) {
 		return ts, true, nil // another replica refreshed while we waited
 	}
@@ -254,11 +263,12 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 	next.Generation = ts.Generation + 1
 	next.State, next.Reason = StateReady, ""
 	if _, err := b.Store.swap(ctx, b.Name, raw, &next); err != nil {
-		// The intent stays: it tells every replica that the stored refresh
-		// token may be spent.
+		// The intent stays, marked unsaved: it tells every replica that the
+		// stored refresh token may be spent and that its owner lives.
 		b.mu.Lock()
 		b.base = raw
 		b.mu.Unlock()
+		_ = b.Store.saveIntent(ctx, b.Name, intent{Generation: ts.Generation, At: b.now(), Owner: b.id(), Unsaved: true})
 		return &next, false, nil
 	}
 	b.dropIntent(ctx)
@@ -268,16 +278,17 @@ func (b *StoredBackend) Renew(ctx context.Context, _ *TokenSet, stale func(*Toke
 
 // Save implements Backend.
 func (b *StoredBackend) Save(ctx context.Context, ts *TokenSet) error {
-	unlock, _ := b.lock(ctx)
-	defer unlock()
 	b.mu.Lock()
 	base := b.base
 	b.mu.Unlock()
-	// Renew the intent: it tells the other replicas that its owner lives and
-	// will store the newer set, so they must not recover it as orphaned.
+	// Renew the intent — before waiting for the lock — : it tells the other
+	// replicas that its owner lives and will store the newer set, so they
+	// must not recover it as orphaned.
 	if base != nil {
-		_ = b.Store.saveIntent(ctx, b.Name, intent{Generation: envelopeGeneration(base), At: b.now(), Owner: b.id()})
+		_ = b.Store.saveIntent(ctx, b.Name, intent{Generation: envelopeGeneration(base), At: b.now(), Owner: b.id(), Unsaved: true})
 	}
+	unlock, _ := b.lock(ctx)
+	defer unlock()
 	_, err := b.Store.swap(ctx, b.Name, base, ts)
 	if err == nil || errors.Is(err, ErrConflict) {
 		b.mu.Lock()
