@@ -5,7 +5,7 @@ CADDY   := bin/caddy
 # under cmd/ and integration/ (editing those must not cost a 30 s rebuild).
 SOURCES := $(shell find . -name '*.go' -not -path './.demo/*' -not -path './cmd/*' -not -path './integration/*' -not -name '*_test.go') go.mod go.sum xcaddy.json
 
-.PHONY: build dev run demo demo-cluster test vet fuzz bench bench-reload clean sdk-deps sdk-test
+.PHONY: build dev run demo demo-cluster test vet fuzz bench bench-reload soak clean sdk-deps sdk-test
 
 # The release build: xcaddy, driven by the xcaddy.json manifest.
 build: $(CADDY)
@@ -66,6 +66,12 @@ sdk-deps:
 	cd .cache/sdk && { test -f package.json || npm init -y >/dev/null; } && npm install --no-audit --no-fund jira.js@5 confluence.js@2 bitbucket@2
 sdk-test: sdk-deps
 	$(GO) test -run '^TestSDKMatrix$$' -v ./integration/
+# Chaos soak of the token engine: three replicas on one storage, a moving
+# clock, kills at the token endpoint, storage faults (in process; see
+# modules/tokenstore/chaos_test.go). SOAK_CYCLES=n.
+SOAK_CYCLES ?= 1000
+soak:
+	CHAOS_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 60m -run '^TestChaosReplicas$$' -v ./modules/tokenstore
 
 # Benchmarks: plain Caddy reverse_proxy vs the gateway, same upstream, same run.
 bench: $(CADDY)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/url"
 	"strings"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
-	"github.com/atlasgate/atlasgate/modules/proxy"
 )
 
 // The injected credential arrives at the right host, with the right Host and
@@ -285,8 +285,7 @@ func TestRateLimitPassesThrough(t *testing.T) {
 	}
 	// After Retry-After the rule is spent and traffic flows again.
 	later := time.Now().Add(8 * time.Second)
-	proxy.SetClock(func() time.Time { return later })
-	defer proxy.SetClock(nil)
+	defer gclock.Set(func() time.Time { return later })()
 	if resp, body := g.do(t, request{site: "jira", path: "/rest/api/3/search/jql?jql=x"}); resp.StatusCode != 200 {
 		t.Errorf("after the hold: status %d: %s", resp.StatusCode, body)
 	}

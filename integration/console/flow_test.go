@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"io"
 	"net/http"
 	"net/url"
@@ -77,7 +78,7 @@ func TestCallbackRefusals(t *testing.T) {
 			return other
 		}, status: 400, want: "another browser"},
 		{name: "expired state", before: func() {
-			console.SetClock(func() time.Time { return time.Now().Add(console.StateLifetime + time.Minute) })
+			gclock.Set(func() time.Time { return time.Now().Add(console.StateLifetime + time.Minute) })
 		}, status: 400, want: "expired"},
 		{name: "forged state", query: func(cb string) string {
 			u, _ := url.Parse(cb)
@@ -92,7 +93,7 @@ func TestCallbackRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer console.SetClock(nil)
+			defer gclock.Set(nil)
 			gen := credential(t).Status(t.Context()).Generation
 			loc, cookie := startAuthorize(t, "jira")
 			decision := tt.decision

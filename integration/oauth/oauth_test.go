@@ -22,6 +22,7 @@ import (
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/integration/itest"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
 	"github.com/atlasgate/atlasgate/modules/credentials"
 )
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 		},
 		Setup: func(h *itest.Harness) error {
 			sim, dir, ca = h.Sim, h.Dir, h.CAFile
-			credentials.SetOAuthClock(clock.Now)
+			h.Cleanup(gclock.Set(clock.Now))
 			return nil
 		},
 	}))
@@ -270,8 +271,7 @@ func TestUpstream401RefreshesAndReplays(t *testing.T) {
 	// is refused for another reason, and not refreshed again), two hours
 	// later for Atlassian.
 	frozen := clock.Now().Add(time.Minute)
-	credentials.SetOAuthClock(func() time.Time { return frozen })
-	defer credentials.SetOAuthClock(clock.Now)
+	defer gclock.Set(func() time.Time { return frozen })()
 	sim.Advance(2 * time.Hour) // only Atlassian's clock moves: the token dies there
 	defer sim.Advance(-2 * time.Hour)
 	sim.ResetTokenCalls()

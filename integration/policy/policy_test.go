@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/modules/policy"
-	"github.com/atlasgate/atlasgate/modules/proxy"
 )
 
 var (
@@ -209,8 +209,7 @@ func TestGatewayRateLimit(t *testing.T) {
 	g := start(t)
 	base := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	var offset atomic.Int64
-	policy.SetClock(func() time.Time { return base.Add(time.Duration(offset.Load())) })
-	defer policy.SetClock(nil)
+	defer gclock.Set(func() time.Time { return base.Add(time.Duration(offset.Load())) })()
 	l1 := map[string]string{"X-Test-User": "limited-1"}
 	for i := 0; i < 2; i++ {
 		if resp, body := g.raw(t, "GET", "/rest/api/3/myself", l1); resp.StatusCode != 200 {
@@ -241,8 +240,7 @@ func TestUpstreamHoldBack(t *testing.T) {
 	g := start(t)
 	base := time.Now()
 	var offset atomic.Int64
-	proxy.SetClock(func() time.Time { return base.Add(time.Duration(offset.Load())) })
-	defer proxy.SetClock(nil)
+	defer gclock.Set(func() time.Time { return base.Add(time.Duration(offset.Load())) })()
 	held := map[string]string{"X-Test-User": "held"}
 
 	// A per-issue limit concerns one issue: it never holds the credential back.

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"io"
 	"net"
 	"net/http"
@@ -25,7 +26,6 @@ import (
 
 	"github.com/atlasgate/atlasgate/integration/atlassim"
 	"github.com/atlasgate/atlasgate/integration/itest"
-	"github.com/atlasgate/atlasgate/modules/credentials"
 )
 
 const encryptionKey = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
@@ -35,7 +35,7 @@ var (
 	dir string // everything the test writes: CA file, storage, binary, configs
 	ca  string
 
-	// gwOffset moves the in-process gateway's clock (credentials.SetOAuthClock)
+	// gwOffset moves the in-process gateway's clock (internal/clock)
 	// ahead of the wall clock, as sim.Advance moves the simulator's. The
 	// binaries run on the wall clock.
 	gwOffset atomic.Int64
@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 		},
 		Setup: func(h *itest.Harness) error {
 			sim, dir, ca = h.Sim, h.Dir, h.CAFile
-			credentials.SetOAuthClock(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) })
+			h.Cleanup(gclock.Set(func() time.Time { return time.Now().Add(time.Duration(gwOffset.Load())) }))
 			return nil
 		},
 	}))

@@ -82,3 +82,10 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 type Refresher interface {
 	Reauthenticate(req *http.Request) error
 }
+
+// ReplayObserver is implemented by Refreshers that bound futile refreshes:
+// the gateway tells it when a request replayed after Reauthenticate was
+// refused (401) again, i.e. the refresh did not help.
+type ReplayObserver interface {
+	ReplayRefused(req *http.Request)
+}

@@ -9,6 +9,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/url"
 	"slices"
@@ -79,16 +80,9 @@ type authorizer interface {
 	Status(ctx context.Context) credentials.OAuthStatus
 }
 
-// now is the console's clock (state expiry); tests move it.
-var now = time.Now
-
-// SetClock replaces the console's clock (tests); nil restores the real one.
-func SetClock(f func() time.Time) {
-	if f == nil {
-		f = time.Now
-	}
-	now = f
-}
+// now is the gateway's one clock (internal/clock): state expiry; tests move
+// it with clock.Set.
+func now() time.Time { return clock.Now() }
 
 // Provision finds the atlasgate app and Caddy's storage.
 func (h *Handler) Provision(ctx caddy.Context) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -162,7 +163,7 @@ func TestAuthorizeAndCallback(t *testing.T) {
 }
 
 func TestCallbackFailures(t *testing.T) {
-	defer SetClock(nil)
+	defer gclock.Set(nil)
 	tests := []struct {
 		name   string
 		query  func(state string) string
@@ -182,11 +183,11 @@ func TestCallbackFailures(t *testing.T) {
 		}, status: 400, want: "&lt;script&gt;"},
 		{name: "missing code", query: func(s string) string { return "state=" + s }, status: 400, want: "no authorization code"},
 		{name: "exchange failure", fail: errors.New("the grant does not cover https://acme.atlassian.net"), status: 400, want: "does not cover"},
-		{name: "expired", before: func() { SetClock(func() time.Time { return time.Now().Add(StateLifetime + time.Second) }) }, status: 400, want: "has expired"},
+		{name: "expired", before: func() { gclock.Set(func() time.Time { return time.Now().Add(StateLifetime + time.Second) }) }, status: 400, want: "has expired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			SetClock(nil)
+			gclock.Set(nil)
 			h, jira := newHandler(t)
 			jira.fail = tt.fail
 			state, cookie := authorize(t, h, "jira")
@@ -344,10 +345,10 @@ func TestPrintTable(t *testing.T) {
 }
 
 func TestSweepDropsAbandonedStates(t *testing.T) {
-	defer SetClock(nil)
+	defer gclock.Set(nil)
 	h, _ := newHandler(t)
 	old, _ := authorize(t, h, "jira")
-	SetClock(func() time.Time { return time.Now().Add(StateLifetime + time.Minute) })
+	gclock.Set(func() time.Time { return time.Now().Add(StateLifetime + time.Minute) })
 	fresh, _ := authorize(t, h, "jira")
 	ctx := context.Background()
 	oldKey, _ := stateKey(old)

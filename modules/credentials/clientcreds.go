@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,10 +16,11 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
 	"github.com/atlasgate/atlasgate/modules/internal/cfparse"
+	"github.com/atlasgate/atlasgate/modules/tokenstore"
 )
 
 func init() {
@@ -33,19 +33,6 @@ const (
 	routingDirect = "direct"
 )
 
-// Timings of client-credentials tokens; variables so tests can change them.
-var (
-	// ccRetryAfter: after a failed token request, requests fail fast (or
-	// keep the still-valid token) for this long instead of each hitting the
-	// token endpoint again.
-	ccRetryAfter = 5 * time.Second
-	// ccForcedEvery: an upstream 401 drops the cached token at most this
-	// often. A token younger than that which is refused is a permissions
-	// problem that a new token will not fix, and a flood of 401s must not
-	// turn into a flood of token requests.
-	ccForcedEvery = 10 * time.Second
-)
-
 // ClientCredentials is an OAuth 2.0 client-credentials credential: the
 // gateway is the OAuth client itself, with no person consenting. It covers
 // Atlassian service accounts (tokens from auth.atlassian.com, used through
@@ -53,8 +40,10 @@ var (
 // service accounts and any other OAuth 2.0 server.
 //
 // Access tokens are kept in memory only — a new one is a single request away —
-// and fetched again shortly before they expire. Concurrent requests share one
-// token request.
+// by the token engine (tokenstore.Engine over a MemoryBackend): fetched
+// again in the background shortly before they expire, one token request for
+// any number of concurrent requests, back-off after failures, and a bound on
+// futile refreshes after upstream 401s.
 type ClientCredentials struct {
 	// The token endpoint. Default `https://auth.atlassian.com/oauth/token`
 	// (Atlassian service accounts). Bitbucket Cloud:
@@ -122,24 +111,7 @@ type ClientCredentials struct {
 	config   *clientcredentials.Config
 	cloudID  *cloudIDEntry
 	logger   *zap.Logger
-	*ccState
-}
-
-// ccState is the token cache, apart so that the module value can be copied.
-type ccState struct {
-	sf       singleflight.Group
-	mu       sync.Mutex
-	tok      *ccToken
-	failErr  error
-	failedAt time.Time
-	forcedAt time.Time
-}
-
-// ccToken is a cached access token.
-type ccToken struct {
-	access    string
-	expiry    time.Time
-	refreshAt time.Time
+	engine   *tokenstore.Engine
 }
 
 // CaddyModule returns the Caddy module information.
@@ -155,7 +127,6 @@ func (ClientCredentials) CaddyModule() caddy.ModuleInfo {
 func (c *ClientCredentials) Provision(ctx caddy.Context) error {
 	c.name = atlasgate.CredentialName(ctx)
 	c.logger = ctx.Logger()
-	c.ccState = new(ccState)
 	var err error
 	tokenURL := orDefault(c.TokenURL, defaultTokenURL)
 	if c.tokenURL, err = parseTokenURL(tokenURL); err != nil {
@@ -217,6 +188,14 @@ func (c *ClientCredentials) Provision(ctx caddy.Context) error {
 		Scopes:         c.Scopes,
 		EndpointParams: params,
 		AuthStyle:      style,
+	}
+	c.engine = &tokenstore.Engine{
+		Name:    c.name,
+		Backend: tokenstore.MemoryBackend{Fetch: c.fetch},
+		Skew:    time.Duration(c.RefreshBefore),
+		Recheck: -1, // nothing stored to re-read
+		Context: ctx,
+		Logger:  c.logger,
 	}
 	return nil
 }
@@ -328,97 +307,51 @@ func (c *ClientCredentials) Inject(req *http.Request) error {
 }
 
 // Reauthenticate implements atlasgate.Refresher: the upstream refused the
-// token in req (401), so drop it — unless a newer one is cached already, or
-// it is too fresh for staleness to be the cause — and set a new one on req.
+// token in req (401), so get a new one — unless a newer one is held already,
+// or the last new tokens were refused too — and set it on req.
 func (c *ClientCredentials) Reauthenticate(req *http.Request) error {
 	sent := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
-	t := oauthNow()
-	c.mu.Lock()
-	if c.tok != nil && c.tok.access == sent {
-		if t.Sub(c.forcedAt) < ccForcedEvery {
-			c.mu.Unlock()
-			return &atlasgate.UnavailableError{
-				Credential: c.name,
-				Reason:     "the upstream refused a freshly issued access token",
-				Remedy:     "check the client's scopes and its access to the site",
-			}
+	if cur := c.engine.Cached(); cur != nil && cur.AccessToken == sent {
+		if _, err := c.engine.Invalidate(req.Context(), cur); errors.Is(err, tokenstore.ErrTooManyForced) {
+			return err // the upstream's 401 says more than we can
+		} else if err != nil {
+			return c.unavailable(err)
 		}
-		c.tok, c.forcedAt = nil, t
-		c.failErr = nil // a refusal is news: try the token endpoint at once
 	}
-	c.mu.Unlock()
 	return c.Inject(req)
 }
 
-// token returns a usable access token, fetching one (single-flight) when
-// none is cached or the cached one is due for renewal.
+// ReplayRefused implements atlasgate.ReplayObserver.
+func (c *ClientCredentials) ReplayRefused(*http.Request) { c.engine.ReplayRefused() }
+
+// token returns a usable access token.
 func (c *ClientCredentials) token(ctx context.Context) (string, error) {
-	t := oauthNow()
-	c.mu.Lock()
-	cur, failErr, failedAt := c.tok, c.failErr, c.failedAt
-	c.mu.Unlock()
-	if cur != nil && t.Before(cur.refreshAt) {
-		return cur.access, nil
-	}
-	valid := cur != nil && t.Before(cur.expiry)
-	if failErr != nil && t.Sub(failedAt) < ccRetryAfter {
-		if valid {
-			return cur.access, nil
-		}
-		return "", c.unavailable(failErr)
-	}
-	v, err, _ := c.sf.Do("token", func() (any, error) {
-		c.mu.Lock()
-		latest := c.tok
-		c.mu.Unlock()
-		if latest != nil && oauthNow().Before(latest.refreshAt) {
-			return latest, nil // a flight that just ended fetched it
-		}
-		// The request serves every waiting caller; it must not die with the
-		// caller that started it.
-		return c.fetch(context.WithoutCancel(ctx))
-	})
+	ts, err := c.engine.Token(ctx)
 	if err != nil {
-		if valid {
-			// An early renewal failed: the current token still works.
-			return cur.access, nil
-		}
 		return "", c.unavailable(err)
 	}
-	return v.(*ccToken).access, nil
+	return ts.AccessToken, nil
 }
 
-// fetch requests a new access token and caches it.
-func (c *ClientCredentials) fetch(ctx context.Context) (*ccToken, error) {
+// fetch requests a new access token: the engine's MemoryBackend.Fetch.
+func (c *ClientCredentials) fetch(ctx context.Context) (*tokenstore.TokenSet, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.client)
 	tok, err := c.config.Token(ctx)
-	t := oauthNow()
+	t := clock.Now()
 	if err == nil && !strings.EqualFold(orDefault(tok.TokenType, "bearer"), "bearer") {
 		err = fmt.Errorf("the token endpoint issued a %q token, not a bearer token", tok.TokenType)
 	}
 	if err != nil {
 		err = ccError(err)
-		c.mu.Lock()
-		c.failErr, c.failedAt = err, t
-		c.mu.Unlock()
 		c.logger.Warn("client-credentials token request failed",
 			zap.String("credential", c.name), zap.String("token_url", c.tokenURL.Redacted()), zap.Error(err))
 		return nil, err
 	}
 	exp := expiry(tok, t)
-	early := time.Duration(c.RefreshBefore)
-	if early <= 0 {
-		early = 5 * time.Minute
-	}
-	early = min(early, exp.Sub(t)/2)
-	next := &ccToken{access: tok.AccessToken, expiry: exp, refreshAt: exp.Add(-early)}
-	c.mu.Lock()
-	c.tok, c.failErr = next, nil
-	c.mu.Unlock()
 	if ce := c.logger.Check(zap.DebugLevel, "client-credentials token issued"); ce != nil {
 		ce.Write(zap.String("credential", c.name), zap.Time("expiry", exp))
 	}
-	return next, nil
+	return &tokenstore.TokenSet{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: exp, RefreshedAt: t}, nil
 }
 
 // ccFailure is a token-request failure: a class for the client's 503 and a
@@ -549,9 +482,10 @@ func (c *ClientCredentials) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*ClientCredentials)(nil)
-	_ caddy.CleanerUpper    = (*ClientCredentials)(nil)
-	_ caddyfile.Unmarshaler = (*ClientCredentials)(nil)
-	_ atlasgate.Credential  = (*ClientCredentials)(nil)
-	_ atlasgate.Refresher   = (*ClientCredentials)(nil)
+	_ caddy.Provisioner        = (*ClientCredentials)(nil)
+	_ caddy.CleanerUpper       = (*ClientCredentials)(nil)
+	_ caddyfile.Unmarshaler    = (*ClientCredentials)(nil)
+	_ atlasgate.Credential     = (*ClientCredentials)(nil)
+	_ atlasgate.Refresher      = (*ClientCredentials)(nil)
+	_ atlasgate.ReplayObserver = (*ClientCredentials)(nil)
 )

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,12 +78,19 @@ func caFile(t *testing.T, srv *httptest.Server) string {
 	return p
 }
 
-// ccClock makes oauthNow a manual clock for the test.
-func ccClock(t *testing.T) *time.Time {
-	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	oauthNow = func() time.Time { return clock }
-	t.Cleanup(func() { oauthNow = time.Now })
-	return &clock
+// manualClock is a clock the test moves while the engine's background
+// goroutine reads it.
+type manualClock struct{ ns atomic.Int64 }
+
+func (c *manualClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *manualClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// ccClock makes the gateway's clock a manual one for the test.
+func ccClock(t *testing.T) *manualClock {
+	c := new(manualClock)
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	t.Cleanup(gclock.Set(c.Now))
+	return c
 }
 
 // newCC provisions a direct-routing credential against ts.
@@ -170,31 +178,35 @@ func TestClientCredentialsCachingAndEarlyRefresh(t *testing.T) {
 			t.Fatalf("request %d: %q", i, h)
 		}
 	}
-	*clock = clock.Add(54 * time.Minute) // 6 minutes left: cached
+	clock.Advance(54 * time.Minute) // 6 minutes left: cached
 	if h, _ := inject(t, c); h != "Bearer at-1" || ts.calls.Load() != 1 {
 		t.Fatalf("54m: %q after %d calls", h, ts.calls.Load())
 	}
-	*clock = clock.Add(time.Minute + time.Second) // inside refresh_before (5m)
-	if h, _ := inject(t, c); h != "Bearer at-2" || ts.calls.Load() != 2 {
-		t.Fatalf("55m: %q after %d calls, want an early renewal", h, ts.calls.Load())
+	clock.Advance(time.Minute + time.Second) // inside refresh_before (5m)
+	// The still-valid token is served at once; the renewal runs in the
+	// background.
+	if h, _ := inject(t, c); h != "Bearer at-1" {
+		t.Fatalf("55m: %q, want the valid token without waiting", h)
+	}
+	eventually(t, "an early renewal", func() bool { h, _ := inject(t, c); return h == "Bearer at-2" })
+	if ts.calls.Load() != 2 {
+		t.Fatalf("%d token calls, want 2", ts.calls.Load())
 	}
 
 	// A lifetime shorter than refresh_before renews at half-life, not on
 	// every request.
 	ts.lifetime.Store(60)
-	*clock = clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	inject(t, c)
 	n := ts.calls.Load()
-	*clock = clock.Add(29 * time.Second)
+	clock.Advance(29 * time.Second)
 	inject(t, c)
 	if ts.calls.Load() != n {
 		t.Fatalf("a 60s token was renewed after 29s")
 	}
-	*clock = clock.Add(2 * time.Second)
+	clock.Advance(2 * time.Second)
 	inject(t, c)
-	if ts.calls.Load() != n+1 {
-		t.Fatalf("a 60s token was not renewed after 31s")
-	}
+	eventually(t, "a 60s token renewed after 31s", func() bool { return ts.calls.Load() == n+1 })
 }
 
 func TestClientCredentialsSingleFlight(t *testing.T) {
@@ -250,7 +262,7 @@ func TestClientCredentialsTokenEndpointFailure(t *testing.T) {
 				t.Fatalf("calls = %d: the token endpoint is hammered", ts.calls.Load())
 			}
 			ts.status.Store(0)
-			*clock = clock.Add(ccRetryAfter)
+			clock.Advance(5 * time.Second) // the first back-off
 			if h, err := inject(t, c); err != nil || h != "Bearer at-2" {
 				t.Fatalf("after recovery: %q, %v", h, err)
 			}
@@ -275,11 +287,11 @@ func TestClientCredentialsEarlyRenewalFailureKeepsToken(t *testing.T) {
 	c := newCC(t, ts, nil)
 	inject(t, c)
 	ts.status.Store(503)
-	*clock = clock.Add(57 * time.Minute)
+	clock.Advance(57 * time.Minute)
 	if h, err := inject(t, c); err != nil || h != "Bearer at-1" {
 		t.Fatalf("renewal failed with 3 minutes left: %q, %v", h, err)
 	}
-	*clock = clock.Add(4 * time.Minute) // expired
+	clock.Advance(4 * time.Minute) // expired
 	if _, err := inject(t, c); err == nil {
 		t.Fatal("an expired token was served")
 	}
@@ -290,7 +302,7 @@ func TestClientCredentialsReauthenticate(t *testing.T) {
 	ts := newTokenServer(t)
 	c := newCC(t, ts, nil)
 	inject(t, c)
-	*clock = clock.Add(20 * time.Minute)
+	clock.Advance(20 * time.Minute)
 
 	// Two requests refused with the same token: one new token.
 	for i := 0; i < 2; i++ {
@@ -303,15 +315,26 @@ func TestClientCredentialsReauthenticate(t *testing.T) {
 	if ts.calls.Load() != 2 {
 		t.Fatalf("calls = %d, want 2", ts.calls.Load())
 	}
-	// The new token refused right away: a permissions problem, no new token.
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Authorization", "Bearer at-2")
-	if err := c.Reauthenticate(r); err == nil || ts.calls.Load() != 2 {
-		t.Fatalf("a fresh token refused: %v, %d calls", err, ts.calls.Load())
+	// The new tokens refused right away, again and again: a permissions
+	// problem; after a few futile refreshes no new token is requested and
+	// the upstream's 401 stands.
+	for i := 2; ; i++ {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", fmt.Sprintf("Bearer at-%d", i))
+		err := c.Reauthenticate(r)
+		if err != nil {
+			if errors.As(err, new(*atlasgate.UnavailableError)) || i != 5 {
+				t.Fatalf("futile refresh %d refused with %v", i-1, err)
+			}
+			break
+		}
+		c.ReplayRefused(r)
 	}
-	*clock = clock.Add(ccForcedEvery)
-	if err := c.Reauthenticate(r); err != nil || r.Header.Get("Authorization") != "Bearer at-3" {
-		t.Fatalf("later: %q, %v", r.Header.Get("Authorization"), err)
+	clock.Advance(time.Minute)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer at-5")
+	if err := c.Reauthenticate(r); err != nil || r.Header.Get("Authorization") != "Bearer at-6" {
+		t.Fatalf("a minute later: %q, %v", r.Header.Get("Authorization"), err)
 	}
 }
 
@@ -415,5 +438,17 @@ func TestClientCredentialsCaddyfile(t *testing.T) {
 		if err := c.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// eventually waits (in real time) for cond, which background work makes true.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

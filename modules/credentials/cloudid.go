@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/atlasgate/atlasgate/internal/clock"
 )
 
 // cloudIDs caches discovered cloudIds per site across config reloads: a reload
@@ -22,14 +25,14 @@ var cloudIDs = caddy.NewUsagePool()
 var (
 	cloudIDTTL         = 24 * time.Hour
 	cloudIDNegativeTTL = 5 * time.Second
-	now                = time.Now
 )
 
 // cloudIDEntry is the shared, single-flight discovery state of one site.
 type cloudIDEntry struct {
 	site string
 
-	mu       sync.Mutex
+	sf       singleflight.Group
+	mu       sync.Mutex // guards the fields below, never held across a fetch
 	id       string
 	fetched  time.Time
 	err      error
@@ -47,32 +50,57 @@ func acquireCloudID(site string) *cloudIDEntry {
 
 // get returns the site's cloudId, discovering it through the site's
 // /_edge/tenant_info endpoint (which needs no credential) when not cached.
-// Concurrent callers wait for one discovery.
+// Concurrent callers share one discovery; each waits only as long as its own
+// context allows.
 func (e *cloudIDEntry) get(ctx context.Context, client *http.Client) (string, error) {
+	t := clock.Now()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	t := now()
-	if e.id != "" && t.Sub(e.fetched) < cloudIDTTL {
-		return e.id, nil
+	id, fetched, failErr, failedAt := e.id, e.fetched, e.err, e.failedAt
+	e.mu.Unlock()
+	if id != "" && t.Sub(fetched) < cloudIDTTL {
+		return id, nil
 	}
-	if e.err != nil && t.Sub(e.failedAt) < cloudIDNegativeTTL {
-		if e.id != "" {
-			return e.id, nil // keep serving a known id while the site is unreachable
+	if failErr != nil && t.Sub(failedAt) < cloudIDNegativeTTL {
+		if id != "" {
+			return id, nil // keep serving a known id while the site is unreachable
 		}
-		return "", e.err
+		return "", failErr
 	}
 	// The discovery serves every waiting request, so it must not die with the
 	// request that happened to start it (a client hanging up).
-	id, err := fetchCloudID(context.WithoutCancel(ctx), client, e.site)
-	if err != nil {
-		e.err, e.failedAt = err, t
-		if e.id != "" {
-			return e.id, nil
+	ch := e.sf.DoChan("discover", func() (any, error) {
+		e.mu.Lock()
+		if e.id != "" && clock.Now().Sub(e.fetched) < cloudIDTTL {
+			defer e.mu.Unlock()
+			return e.id, nil // a flight that just ended found it
 		}
-		return "", err
+		if e.err != nil && clock.Now().Sub(e.failedAt) < cloudIDNegativeTTL {
+			defer e.mu.Unlock()
+			return "", e.err
+		}
+		e.mu.Unlock()
+		id, err := fetchCloudID(context.WithoutCancel(ctx), client, e.site)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err != nil {
+			e.err, e.failedAt = err, clock.Now()
+			return "", err
+		}
+		e.id, e.fetched, e.err = id, clock.Now(), nil
+		return id, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			if id != "" {
+				return id, nil
+			}
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	e.id, e.fetched, e.err = id, t, nil
-	return id, nil
 }
 
 func fetchCloudID(ctx context.Context, client *http.Client, site string) (string, error) {

@@ -3,6 +3,7 @@ package credentials
 import (
 	"context"
 	"errors"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -79,8 +80,7 @@ func TestCloudIDDiscovery(t *testing.T) {
 	status.Store(200)
 	srv, calls := tenantInfo(t, status)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now = func() time.Time { return clock }
-	t.Cleanup(func() { now = time.Now })
+	t.Cleanup(gclock.Set(func() time.Time { return clock }))
 
 	e := &cloudIDEntry{site: srv.URL}
 	client := srv.Client()
@@ -120,8 +120,7 @@ func TestCloudIDDiscoveryFailure(t *testing.T) {
 	status.Store(404)
 	srv, calls := tenantInfo(t, status)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	now = func() time.Time { return clock }
-	t.Cleanup(func() { now = time.Now })
+	t.Cleanup(gclock.Set(func() time.Time { return clock }))
 
 	c := &APIToken{Scoped: true, apiBase: mustParse(t, "https://api.atlassian.com"), client: srv.Client(), cloudID: &cloudIDEntry{site: srv.URL}}
 	_, err := c.Target(context.Background(), "/rest/api/3/myself")

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -103,7 +102,8 @@ type OAuth struct {
 	client     *http.Client
 	config     *oauth2.Config
 	mgr        *tokenstore.Manager // shared mode
-	users      *sync.Map           // per-user mode: user key → *tokenstore.Manager
+	users      *userEngines        // per-user mode: the recent callers' managers
+	ctx        context.Context
 	store      *tokenstore.Store
 	logger     *zap.Logger
 	consoleURL string
@@ -115,18 +115,6 @@ func (OAuth) CaddyModule() caddy.ModuleInfo {
 		ID:  "atlasgate.credentials.oauth",
 		New: func() caddy.Module { return new(OAuth) },
 	}
-}
-
-// oauthNow is the clock of OAuth credentials; tests move it.
-var oauthNow = time.Now
-
-// SetOAuthClock replaces the clock of OAuth credentials (tests); nil restores
-// the real one.
-func SetOAuthClock(f func() time.Time) {
-	if f == nil {
-		f = time.Now
-	}
-	oauthNow = f
 }
 
 // Provision checks the configuration and sets up the token manager.
@@ -185,7 +173,8 @@ func (c *OAuth) Provision(ctx caddy.Context) error {
 	}
 	c.consoleURL = strings.TrimSuffix(cb, "/callback")
 	c.store = store
-	c.users = new(sync.Map)
+	c.ctx = ctx
+	c.users = newUserEngines(maxUserEngines)
 	if !c.PerUser {
 		c.mgr = c.newManager(c.storageName())
 	}
@@ -199,7 +188,7 @@ func (c *OAuth) newManager(name string) *tokenstore.Manager {
 		Name:    name,
 		Refresh: c.refresh,
 		Skew:    time.Duration(c.RefreshBefore),
-		Now:     func() time.Time { return oauthNow() },
+		Context: c.ctx,
 		Logger:  c.logger,
 	}
 }
@@ -238,8 +227,7 @@ func (c *OAuth) manager(ctx context.Context) (*tokenstore.Manager, error) {
 	}
 	sum := sha256.Sum256([]byte(who))
 	name := c.usersPrefix() + hex.EncodeToString(sum[:16])
-	m, _ := c.users.LoadOrStore(name, c.newManager(name))
-	return m.(*tokenstore.Manager), nil
+	return c.users.get(name, c.newManager), nil
 }
 
 // caller identifies the authenticated caller of a request: the identity that
@@ -310,6 +298,9 @@ func (c *OAuth) unavailable(err error) error {
 	case errors.Is(err, tokenstore.ErrUnreadable):
 		return &atlasgate.UnavailableError{Reason: "its token set could not be read from storage",
 			Remedy: "check the storage and that every replica has the same encryption_key; the gateway log has the cause", Err: err}
+	case errors.Is(err, tokenstore.ErrTooManyForced):
+		return &atlasgate.UnavailableError{Reason: "the upstream refuses freshly refreshed access tokens",
+			Remedy: "check the grant's scopes and the account's access to the site", Err: err}
 	}
 	return &atlasgate.UnavailableError{Reason: "its access token expired and could not be refreshed", Remedy: "the authorization server may be unreachable; the gateway keeps retrying", Err: err}
 }
@@ -338,8 +329,11 @@ func (c *OAuth) Inject(req *http.Request) error {
 }
 
 // Reauthenticate implements atlasgate.Refresher: the upstream rejected the
-// access token in req (401), so refresh — unless storage already has a newer
-// one — and set the new token on req.
+// access token in req (401), so refresh — unless a newer one is held or
+// stored already — and set the new token on req. A dead grant or unreadable
+// storage comes back as the credential's UnavailableError (the client gets
+// the gateway's answer); a refresh refused as futile as a plain error (the
+// upstream's 401 stands).
 func (c *OAuth) Reauthenticate(req *http.Request) error {
 	mgr, err := c.manager(req.Context())
 	if err != nil {
@@ -347,14 +341,21 @@ func (c *OAuth) Reauthenticate(req *http.Request) error {
 	}
 	sent := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
 	if cur := mgr.Cached(); cur != nil && cur.AccessToken == sent {
-		// (The Manager bounds forced refreshes: a token refused for another
-		// reason, such as a missing scope, cannot make every request call
-		// the token endpoint.)
-		if _, err := mgr.ForceRefresh(req.Context(), cur); err != nil {
+		if _, err := mgr.Invalidate(req.Context(), cur); errors.Is(err, tokenstore.ErrTooManyForced) {
+			return err
+		} else if err != nil {
 			return c.unavailable(err)
 		}
 	}
 	return c.Inject(req)
+}
+
+// ReplayRefused implements atlasgate.ReplayObserver: counts toward the bound
+// of futile forced refreshes.
+func (c *OAuth) ReplayRefused(req *http.Request) {
+	if mgr, err := c.manager(req.Context()); err == nil {
+		mgr.Engine().ReplayRefused()
+	}
 }
 
 // Manager returns the token manager for a request's caller (per-user mode) or
@@ -366,7 +367,8 @@ func (c *OAuth) IsPerUser() bool { return c.PerUser }
 
 // Interface guards
 var (
-	_ caddy.Provisioner    = (*OAuth)(nil)
-	_ atlasgate.Credential = (*OAuth)(nil)
-	_ atlasgate.Refresher  = (*OAuth)(nil)
+	_ caddy.Provisioner        = (*OAuth)(nil)
+	_ atlasgate.Credential     = (*OAuth)(nil)
+	_ atlasgate.Refresher      = (*OAuth)(nil)
+	_ atlasgate.ReplayObserver = (*OAuth)(nil)
 )

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"github.com/atlasgate/atlasgate/modules/tokenstore"
 )
 
@@ -47,7 +48,7 @@ func (c *OAuth) CompleteAuthorization(ctx context.Context, code string) error {
 	if err != nil {
 		return err
 	}
-	now := oauthNow()
+	now := clock.Now()
 	ts := &tokenstore.TokenSet{
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
@@ -117,7 +118,7 @@ func (c *OAuth) refresh(ctx context.Context, ts *tokenstore.TokenSet) (*tokensto
 	out := &tokenstore.TokenSet{
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,
-		Expiry:      expiry(tok, oauthNow()),
+		Expiry:      expiry(tok, clock.Now()),
 		Scopes:      scopes(tok, nil),
 	}
 	// x/oauth2 fills in the previous refresh token when the response has
@@ -186,8 +187,9 @@ func (c *OAuth) maintain(ctx context.Context) {
 // maintainEvery is how often maintain looks at the token set.
 var maintainEvery = time.Minute
 
-// Maintain runs one round of proactive and keep-alive refresh, for the shared
-// grant or every stored per-user grant.
+// Maintain runs one round of maintenance for the shared grant or every
+// stored per-user grant: re-read, recover a refresh another replica left
+// unfinished, retry an unsaved set, and keep an idle grant alive.
 func (c *OAuth) Maintain(ctx context.Context) {
 	if !c.PerUser {
 		c.keepAlive(ctx, c.mgr)
@@ -199,27 +201,26 @@ func (c *OAuth) Maintain(ctx context.Context) {
 		return
 	}
 	for _, name := range names {
-		m, _ := c.users.LoadOrStore(name, c.newManager(name))
-		c.keepAlive(ctx, m.(*tokenstore.Manager))
+		// Callers not among the recent ones get a short-lived manager: the
+		// stored grant is the state, and the cache stays bounded.
+		mgr := c.users.peek(name)
+		if mgr == nil {
+			mgr = c.newManager(name)
+		}
+		c.keepAlive(ctx, mgr)
 	}
 }
 
 func (c *OAuth) keepAlive(ctx context.Context, mgr *tokenstore.Manager) {
 	// Only a grant idle for keep_alive is refreshed here: a grant in use is
-	// refreshed by its requests (in the background, before expiry), and an
+	// refreshed by its engine (in the background, before expiry), and an
 	// idle one needs no fresh access token until someone calls.
-	ts, err := c.store.Load(ctx, mgr.Name)
-	if err != nil || ts.State != tokenstore.StateReady {
-		return // unauthorized, unreadable or needs reauthorization
-	}
 	keep := time.Duration(c.KeepAlive)
 	if keep <= 0 {
 		keep = 30 * 24 * time.Hour
 	}
-	if oauthNow().Sub(ts.RefreshedAt) >= keep {
-		if _, err := mgr.ForceRefresh(ctx, ts); err != nil {
-			c.logger.Warn("keep-alive refresh failed", zap.String("credential", c.name), zap.Error(err))
-		}
+	if err := mgr.Engine().Maintain(ctx, keep); err != nil {
+		c.logger.Warn("token maintenance failed", zap.String("credential", c.name), zap.Error(err))
 	}
 }
 
@@ -271,7 +272,7 @@ func (c *OAuth) Status(ctx context.Context) OAuthStatus {
 	st.State, st.Reason, st.CloudID, st.Scopes = ts.State, ts.Reason, ts.CloudID, ts.Scopes
 	st.AccessExpiry, st.GrantedAt, st.RefreshedAt, st.Generation = ts.Expiry, ts.GrantedAt, ts.RefreshedAt, ts.Generation
 	st.AbsoluteExpiry = ts.GrantedAt.Add(365 * 24 * time.Hour)
-	now := oauthNow()
+	now := clock.Now()
 	if ts.State == tokenstore.StateReady && !ts.Expiry.IsZero() {
 		before := time.Duration(c.RefreshBefore)
 		if before <= 0 {

@@ -9,10 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,25 +89,9 @@ const AuditLoggerName = "atlasgate.audit"
 // DefaultHoldBack caps how long a credential is held back after an upstream 429.
 const DefaultHoldBack = 5 * time.Minute
 
-// clock is the time source; tests replace it with SetClock.
-var clock atomic.Pointer[func() time.Time]
-
-func now() time.Time {
-	if f := clock.Load(); f != nil {
-		return (*f)()
-	}
-	return time.Now()
-}
-
-// SetClock replaces the clock of rate limits, time windows and audit
-// durations, for tests; nil restores the real clock.
-func SetClock(f func() time.Time) {
-	if f == nil {
-		clock.Store(nil)
-		return
-	}
-	clock.Store(&f)
-}
+// now is the gateway's one clock (internal/clock): rate limits, time windows
+// and audit durations; tests move it with clock.Set.
+func now() time.Time { return clock.Now() }
 
 // Provision compiles the rules and checks every credential they name.
 func (h *Handler) Provision(ctx caddy.Context) error {

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -224,8 +225,7 @@ func testHandler(t *testing.T, h *Handler) (*Handler, *observer.ObservedLogs, *t
 	core, logs := observer.New(zap.InfoLevel)
 	h.logger, h.audit, h.limiter = zap.NewNop(), zap.New(core).Named(AuditLoggerName), newLimiter()
 	clk := wed1030
-	SetClock(func() time.Time { return clk })
-	t.Cleanup(func() { SetClock(nil) })
+	t.Cleanup(gclock.Set(func() time.Time { return clk }))
 	return h, logs, &clk
 }
 

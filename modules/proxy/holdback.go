@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/atlasgate/atlasgate/internal/clock"
 	"github.com/atlasgate/atlasgate/modules/atlasgate"
 	"github.com/atlasgate/atlasgate/modules/credentials"
 )
@@ -161,25 +162,9 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
-// clock is the hold-back's time source; tests replace it with SetClock.
-var clock atomic.Pointer[func() time.Time]
-
-func now() time.Time {
-	if f := clock.Load(); f != nil {
-		return (*f)()
-	}
-	return time.Now()
-}
-
-// SetClock replaces the clock of upstream hold-back, for tests; nil restores
-// the real clock.
-func SetClock(f func() time.Time) {
-	if f == nil {
-		clock.Store(nil)
-		return
-	}
-	clock.Store(&f)
-}
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return clock.Now() }
 
 // Interface guards
 var _ caddy.Destructor = (*holds)(nil)

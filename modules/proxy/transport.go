@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,13 +121,28 @@ func (t *injectingTransport) retryUnauthorized(req *http.Request, resp *http.Res
 		return resp, nil
 	}
 	if err := r.Reauthenticate(replay); err != nil {
-		// The refresh failed (the grant may be dead): the upstream's 401
-		// stands, and the credential's state says why.
+		var ue *atlasgate.UnavailableError
+		if errors.As(err, &ue) {
+			// The grant is dead, or storage cannot be read: the client gets
+			// the gateway's answer naming the credential and the cause, not
+			// the upstream's bare 401.
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			return nil, fmt.Errorf("credential %q: %w", t.name, err)
+		}
+		// Refused as futile (fresh tokens are refused too, e.g. a missing
+		// scope): the upstream's 401 says why better than we can.
 		return resp, nil
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return t.base.RoundTrip(replay)
+	again, err := t.base.RoundTrip(replay)
+	if err == nil && again.StatusCode == http.StatusUnauthorized {
+		if o, ok := t.cred.(atlasgate.ReplayObserver); ok {
+			o.ReplayRefused(replay)
+		}
+	}
+	return again, err
 }
 
 // forwardingHeaders are removed from requests to Atlassian.

@@ -122,13 +122,25 @@ func (s *Store) lockName(name string) string { return "atlasgate_token_" + name 
 
 // Load reads and decrypts the token set stored under name.
 func (s *Store) Load(ctx context.Context, name string) (*TokenSet, error) {
+	ts, _, err := s.read(ctx, name)
+	return ts, err
+}
+
+// read is Load that also returns the stored bytes, for compare-and-set. The
+// bytes come back also when they do not decrypt.
+func (s *Store) read(ctx context.Context, name string) (*TokenSet, []byte, error) {
 	raw, err := s.storage.Load(ctx, s.Key(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: loading token set %q: %w", ErrUnreadable, name, err)
+		return nil, nil, fmt.Errorf("%w: loading token set %q: %w", ErrUnreadable, name, err)
 	}
+	ts, err := s.open(name, raw)
+	return ts, raw, err
+}
+
+func (s *Store) open(name string, raw []byte) (*TokenSet, error) {
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return nil, fmt.Errorf("%w: token set %q is corrupt: %v", ErrUnreadable, name, err)
@@ -149,20 +161,20 @@ func (s *Store) Load(ctx context.Context, name string) (*TokenSet, error) {
 	return &ts, nil
 }
 
-// Save encrypts and writes ts under name (atomically where the storage does,
-// as file storage does).
+// envelopeGeneration is the generation of stored bytes that may not decrypt
+// (another key): generations stay monotonic across a re-authorization.
+func envelopeGeneration(raw []byte) uint64 {
+	var env envelope
+	if json.Unmarshal(raw, &env) != nil {
+		return 0
+	}
+	return env.Generation
+}
+
+// Save encrypts and writes ts under name unconditionally (atomically where
+// the storage does, as file storage does). The engine writes with swap.
 func (s *Store) Save(ctx context.Context, name string, ts *TokenSet) error {
-	plain, err := json.Marshal(ts)
-	if err != nil {
-		return err
-	}
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return err
-	}
-	env := envelope{Version: 1, KeyID: s.keyID, Generation: ts.Generation, Nonce: nonce,
-		Ciphertext: s.aead.Seal(nil, nonce, plain, []byte(s.Key(name)))}
-	raw, err := json.Marshal(env)
+	raw, err := s.seal(name, ts)
 	if err != nil {
 		return err
 	}
@@ -170,6 +182,20 @@ func (s *Store) Save(ctx context.Context, name string, ts *TokenSet) error {
 		return fmt.Errorf("storing token set %q: %w", name, err)
 	}
 	return nil
+}
+
+func (s *Store) seal(name string, ts *TokenSet) ([]byte, error) {
+	plain, err := json.Marshal(ts)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	env := envelope{Version: 1, KeyID: s.keyID, Generation: ts.Generation, Nonce: nonce,
+		Ciphertext: s.aead.Seal(nil, nonce, plain, []byte(s.Key(name)))}
+	return json.Marshal(env)
 }
 
 // Delete removes the token set stored under name.

@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"io/fs"
 	"net/http"
 	"regexp"
@@ -52,8 +53,9 @@ const (
 	invalidKey = "API key not valid"
 )
 
-// now is the clock (tests replace it).
-var now = time.Now
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return gclock.Now() }
 
 // equal compares key hashes in constant time (tests count its use).
 var equal = subtle.ConstantTimeCompare

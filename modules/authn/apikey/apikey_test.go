@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -50,9 +51,7 @@ func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
 func setClock(t testing.TB) *clock {
 	c := new(clock)
 	c.t.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	old := now
-	now = c.now
-	t.Cleanup(func() { now = old })
+	t.Cleanup(gclock.Set(c.now))
 	return c
 }
 

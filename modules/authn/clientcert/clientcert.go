@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/url"
 	"strings"
@@ -122,8 +123,9 @@ func (c *ClientCert) Authenticate(r *http.Request) (*authn.Identity, error) {
 	return identity(leaf, name, spiffeID), nil
 }
 
-// now is the clock (tests replace it).
-var now = time.Now
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return gclock.Now() }
 
 // name picks the identity of leaf according to the configuration.
 func (c *ClientCert) name(leaf *x509.Certificate) (name, spiffeID string, err error) {

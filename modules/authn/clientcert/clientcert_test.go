@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -70,9 +71,7 @@ func request(chain []*x509.Certificate) *http.Request {
 }
 
 func TestIdentity(t *testing.T) {
-	old := now
-	now = func() time.Time { return t0 }
-	t.Cleanup(func() { now = old })
+	t.Cleanup(gclock.Set(func() time.Time { return t0 }))
 
 	full := x509.Certificate{
 		Subject:  pkix.Name{CommonName: "billing", Organization: []string{"Acme"}, OrganizationalUnit: []string{"Payments"}},
@@ -156,7 +155,7 @@ func TestIdentity(t *testing.T) {
 	}
 
 	// A connection that outlives the certificate.
-	now = func() time.Time { return t0.Add(2 * time.Hour) }
+	gclock.Set(func() time.Time { return t0.Add(2 * time.Hour) })
 	if _, err := c.Authenticate(request(issue(t, full))); err == nil {
 		t.Error("expired certificate accepted")
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -42,7 +43,7 @@ var epoch = time.Unix(1_800_000_000, 0)
 
 func TestMain(m *testing.M) {
 	clock.ns.Store(epoch.UnixNano())
-	now = clock.Now
+	gclock.Set(clock.Now)
 	os.Exit(m.Run())
 }
 

@@ -7,6 +7,7 @@ package jwt
 import (
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,8 +26,9 @@ func init() {
 	caddy.RegisterModule(JWT{})
 }
 
-// now is the clock of token validation and JWKS refetch limits (tests replace it).
-var now = time.Now
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return gclock.Now() }
 
 // Defaults and limits.
 const (

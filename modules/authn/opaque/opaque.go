@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"io"
 	"net"
 	"net/http"
@@ -27,8 +28,9 @@ import (
 	"github.com/atlasgate/atlasgate/modules/authn"
 )
 
-// now is the clock of verdicts and caches (tests replace it).
-var now = time.Now
+// now is the gateway's one clock (internal/clock); tests move it with
+// clock.Set.
+func now() time.Time { return gclock.Now() }
 
 // maxBody bounds the responses read from identity providers.
 const maxBody = 1 << 20

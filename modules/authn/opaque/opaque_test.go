@@ -3,6 +3,7 @@ package opaque
 import (
 	"context"
 	"errors"
+	gclock "github.com/atlasgate/atlasgate/internal/clock"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -47,9 +48,7 @@ func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func fakeClock(t *testing.T) *clock {
 	c := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	old := now
-	now = func() time.Time { return c.t }
-	t.Cleanup(func() { now = old })
+	t.Cleanup(gclock.Set(func() time.Time { return c.t }))
 	return c
 }
 
