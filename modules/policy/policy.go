@@ -263,16 +263,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set(CredentialPlaceholder, d.Credential)
-	repl.Set(RulePlaceholder, d.Rule)
+	mapDecision(repl, d.Credential, d.Rule)
 	caddyhttp.SetVar(r.Context(), proxy.HoldBackVar, h.holdBack)
 	ev.decision = "allow"
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err = next.ServeHTTP(rec, r)
 	ev.status = rec.Status()
-	var he caddyhttp.HandlerError
-	if errors.As(err, &he) {
-		ev.status = he.StatusCode
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			ev.status = he.StatusCode
+		}
 	}
 	h.finish(&ev)
 	return err
