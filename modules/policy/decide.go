@@ -50,6 +50,10 @@ func newEngine(rules []Rule) (*engine, error) {
 			return nil, fmt.Errorf("rule %q: the name is used twice", r.Name)
 		}
 		names[r.Name] = true
+		c.reason = "allowed by rule " + r.Name
+		if c.deny {
+			c.reason = "denied by rule " + r.Name
+		}
 		fp := c.fingerprint()
 		if prev, ok := seen[fp]; ok {
 			return nil, fmt.Errorf("rule %q is unreachable: rule %q before it has the same conditions", r.Name, prev)
@@ -127,10 +131,10 @@ func (e *engine) decide(in *Input) Decision {
 func (r *rule) decision(in *Input) Decision {
 	d := Decision{Rule: r.Name, rule: r}
 	if r.deny {
-		d.Status, d.Error, d.Reason = http.StatusForbidden, "access_denied", "denied by rule "+r.Name
+		d.Status, d.Error, d.Reason = http.StatusForbidden, "access_denied", r.reason
 		return d
 	}
-	d.Allow, d.Credential, d.Reason = true, r.Credential, "allowed by rule "+r.Name
+	d.Allow, d.Credential, d.Reason = true, r.Credential, r.reason
 	if r.CredentialHeader != "" {
 		if v := in.Header.Get(r.CredentialHeader); v != "" {
 			if !r.choices[v] {

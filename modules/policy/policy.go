@@ -201,8 +201,12 @@ func (h *Handler) Input(r *http.Request) (*Input, error) {
 		return nil, err
 	}
 	host := r.Host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		host = hh
+	// Only a host with a port is split: SplitHostPort's error for a bare host
+	// costs an allocation per request.
+	if strings.IndexByte(host, ':') >= 0 {
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
 	}
 	id, _ := caddyhttp.GetVar(r.Context(), authhandler.IdentityVar).(*authn.Identity)
 	return &Input{

@@ -98,6 +98,7 @@ type rule struct {
 	windows  []window
 	choices  map[string]bool
 	rate     *rate
+	reason   string // "allowed by rule <name>" or "denied by rule <name>", built once
 }
 
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
