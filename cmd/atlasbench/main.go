@@ -21,8 +21,10 @@
 //     `atlasgate_proxy` injecting the credential the policy chose. Once Caddy
 //     runs, atlasbench issues one key through the admin API
 //     (POST /atlasgate/api-keys/keys) and every request carries it as
-//     `Authorization: Bearer agk_…`. Audit events are dropped with the rest of
-//     the info-level logging (the configs log errors only).
+//     `Authorization: Bearer agk_…`. Audit events are on, as shipped: the
+//     atlasgate.audit logger at info, written to a file through
+//     atlasgate_buffered (the rest of the logging is at error level).
+//   - full-1000: full with a policy of 1,000 rules in the same proportions.
 //
 // For each it warms up (2s of wrk), runs a saturation test with wrk (req/s,
 // p50, p99) and a fixed-rate test with vegeta (p50, p99, success ratio), and
@@ -135,7 +137,9 @@ func run() int {
 	}
 
 	var results []*result
-	for _, t := range []target{plainTarget, gatewayTarget, fullTarget} {
+	full1000 := fullTarget
+	full1000.name, full1000.rules = "full-1000", 1000
+	for _, t := range []target{plainTarget, gatewayTarget, fullTarget, full1000} {
 		r, err := bench(ctx, env, p, t)
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "atlasbench: interrupted; stopped Caddy and removed the temporary files")
