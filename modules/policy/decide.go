@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 )
 
 // Decision is the outcome of the policy for one request.
@@ -102,6 +103,8 @@ func (e *engine) decide(in *Input) Decision {
 			}
 		}
 	}
+	// Rules compare paths case-insensitively: lower the path once, not per rule.
+	lowerPath := strings.ToLower(in.Path)
 	last := -1
 	for {
 		// k-way merge of the sorted candidate lists.
@@ -120,7 +123,7 @@ func (e *engine) decide(in *Input) Decision {
 		}
 		last = best
 		r := e.rules[best]
-		if ok, _ := r.match(in); ok {
+		if ok, _ := r.match(in, lowerPath); ok {
 			return r.decision(in)
 		}
 	}
@@ -160,8 +163,9 @@ type RuleTrace struct {
 // trace checks every rule, in order, for an explanation.
 func (e *engine) trace(in *Input) []RuleTrace {
 	out := make([]RuleTrace, 0, len(e.rules))
+	lowerPath := strings.ToLower(in.Path)
 	for _, r := range e.rules {
-		ok, why := r.match(in)
+		ok, why := r.match(in, lowerPath)
 		action := "allow"
 		if r.deny {
 			action = "deny"
