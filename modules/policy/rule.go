@@ -97,11 +97,11 @@ type rule struct {
 	// pathPrefix is what every path pattern starts with before its first
 	// `*`: a path without it matches none of them, and one comparison says so.
 	pathPrefix string
-	sources  []netip.Prefix
-	windows  []window
-	choices  map[string]bool
-	rate     *rate
-	reason   string // "allowed by rule <name>" or "denied by rule <name>", built once
+	sources    []netip.Prefix
+	windows    []window
+	choices    map[string]bool
+	rate       *rate
+	reason     string // "allowed by rule <name>" or "denied by rule <name>", built once
 }
 
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
