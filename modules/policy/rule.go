@@ -94,13 +94,14 @@ type rule struct {
 	products map[string]bool
 	hosts    map[string]bool
 	paths    []string
+	sources  []netip.Prefix
+	windows  []window
+	choices  map[string]bool
+	rate     *rate
+
 	// pathPrefix is what every path pattern starts with before its first
 	// `*`: a path without it matches none of them, and one comparison says so.
 	pathPrefix string
-	sources    []netip.Prefix
-	windows    []window
-	choices    map[string]bool
-	rate       *rate
 	reason     string // "allowed by rule <name>" or "denied by rule <name>", built once
 }
 
