@@ -179,9 +179,8 @@ func compileRule(r Rule, i int) (*rule, error) {
 }
 
 // match reports whether the rule applies to in; if not, it names the first
-// condition that failed.
-// match reports whether the rule matches in, or why not; lowerPath is
-// in.Path lowercased (the caller does it once for all rules).
+// condition that failed. lowerPath is in.Path lowercased (the caller does it
+// once for all rules).
 func (c *rule) match(in *Input, lowerPath string) (bool, string) {
 	id := in.Identity
 	if id == nil && (len(c.Authenticators) > 0 || c.users != nil || c.subjects != nil || c.groups != nil ||
