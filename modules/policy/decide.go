@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -33,8 +34,14 @@ type engine struct {
 	rules   []*rule
 	byUser  map[string][]int
 	byGroup map[string][]int
-	open    []int // rules indexed neither by user nor by group
+	open    []int // rules indexed neither by user, group nor path prefix
 	trusted []netip.Prefix
+
+	// Rules without an identity condition whose path patterns share a literal
+	// prefix, by that prefix: a rule is a candidate only for paths that start
+	// with it, found with one map lookup per distinct prefix length.
+	byPrefix      map[string][]int
+	prefixLengths []int // distinct lengths of byPrefix's keys, ascending
 }
 
 // newEngine compiles the rules and checks that each can be reached.
@@ -76,10 +83,19 @@ func newEngine(rules []Rule) (*engine, error) {
 			for g := range c.groups {
 				e.byGroup[g] = append(e.byGroup[g], i)
 			}
+		case c.pathPrefix != "":
+			if e.byPrefix == nil {
+				e.byPrefix = map[string][]int{}
+			}
+			if !slices.Contains(e.prefixLengths, len(c.pathPrefix)) {
+				e.prefixLengths = append(e.prefixLengths, len(c.pathPrefix))
+			}
+			e.byPrefix[c.pathPrefix] = append(e.byPrefix[c.pathPrefix], i)
 		default:
 			e.open = append(e.open, i)
 		}
 	}
+	slices.Sort(e.prefixLengths)
 	return e, nil
 }
 
@@ -93,6 +109,15 @@ func (e *engine) decide(in *Input) Decision {
 	if len(e.open) > 0 {
 		lists = append(lists, e.open)
 	}
+	// Rules compare paths case-insensitively: lower the path once, not per rule.
+	lowerPath := strings.ToLower(in.Path)
+	for _, n := range e.prefixLengths {
+		if n <= len(lowerPath) {
+			if l := e.byPrefix[lowerPath[:n]]; len(l) > 0 {
+				lists = append(lists, l)
+			}
+		}
+	}
 	if in.Identity != nil {
 		if l := e.byUser[in.Identity.User]; len(l) > 0 {
 			lists = append(lists, l)
@@ -103,8 +128,6 @@ func (e *engine) decide(in *Input) Decision {
 			}
 		}
 	}
-	// Rules compare paths case-insensitively: lower the path once, not per rule.
-	lowerPath := strings.ToLower(in.Path)
 	last := -1
 	for {
 		// k-way merge of the sorted candidate lists.
