@@ -67,6 +67,11 @@ type target struct {
 	// handover puts the atlasgate_handover listener wrapper on the server
 	// (the reload soak compares with and without it).
 	handover bool
+	// rules is the size of the full variant's policy (0: defaultRules).
+	rules int
+	// audit routes the atlasgate.audit events (info) to a file through
+	// atlasgate_buffered, as caddyfiles/production.Caddyfile ships.
+	audit bool
 }
 
 // The configs share the global options; only the site and the atlasgate app
@@ -78,7 +83,14 @@ const configTemplate = `{
 		level ERROR
 	}
 	storage file_system {{.Dir}}/storage
-{{if .Handover}}	servers {
+{{if .Audit}}	log audit {
+		output atlasgate_buffered {
+			output file {{.Dir}}/audit.log
+		}
+		include atlasgate.audit
+		level INFO
+	}
+{{end}}{{if .Handover}}	servers {
 		listener_wrappers {
 			atlasgate_handover
 			tls
@@ -102,15 +114,21 @@ http://:{{.Port}} {
 }
 `
 
-// The full variant's policy: the caller's rule comes last, after
-// otherUserRules rules naming other users (the engine indexes those by user,
-// so they mostly cost config size) and otherPathRules rules without an
-// identity condition for other paths (every request checks them in order).
+// The full variant's policy: the caller's rule comes last, after rules naming
+// other users (two thirds; the engine indexes those by user, so they mostly
+// cost config size) and rules without an identity condition for other paths
+// (a third; every request checks them in order).
 const (
-	keyOwner       = "bench"
-	otherUserRules = 200
-	otherPathRules = 100
+	keyOwner     = "bench"
+	defaultRules = 301
 )
+
+// ruleMix splits n rules into other users' rules and other paths' rules (the
+// caller's own rule is the last one).
+func ruleMix(n int) (users, paths int) {
+	other := n - 1
+	return other - other/3, other / 3
+}
 
 var (
 	plainTarget = target{name: "plain", site: `	reverse_proxy {{.Site}} {
@@ -121,7 +139,7 @@ var (
 		}
 	}`}
 	gatewayTarget = target{name: "gateway", app: true, site: `	atlasgate_proxy jira`}
-	fullTarget    = target{name: "full", app: true, apiKey: true, site: `	atlasgate_auth keys
+	fullTarget    = target{name: "full", app: true, apiKey: true, audit: true, site: `	atlasgate_auth keys
 	atlasgate_policy bench {
 {{.OtherRules}}		rule {{.Owner}} {
 			users {{.Owner}}
@@ -132,7 +150,8 @@ var (
 )
 
 // otherRules renders the full variant's non-matching rules.
-func otherRules() string {
+func otherRules(n int) string {
+	otherUserRules, otherPathRules := ruleMix(n)
 	var b strings.Builder
 	for i := range otherUserRules {
 		fmt.Fprintf(&b, "\t\trule user-%03d {\n\t\t\tusers user-%03d@example.com\n\t\t\tcredential jira\n\t\t}\n", i, i)
@@ -141,6 +160,13 @@ func otherRules() string {
 		fmt.Fprintf(&b, "\t\trule project-%03d {\n\t\t\tproduct jira\n\t\t\tpaths /rest/api/3/project/P%03d /rest/api/3/project/P%03d/*\n\t\t\tcredential jira\n\t\t}\n", i, i, i)
 	}
 	return b.String()
+}
+
+func (t target) ruleCount() int {
+	if t.rules == 0 {
+		return defaultRules
+	}
+	return t.rules
 }
 
 // caddyfile renders the target's config; a generation above 0 (the reload
@@ -152,9 +178,10 @@ func (t target) caddyfile(e *benchEnv, dir string, port, adminPort, gen int) (st
 		"Site": site, "SiteHost": strings.TrimPrefix(site, "https://"), "Email": atlassim.DemoEmail,
 		"Basic": "Basic " + base64.StdEncoding.EncodeToString([]byte(atlassim.DemoEmail+":"+atlassim.DemoAPIToken)),
 		"App":   t.app, "APIKey": t.apiKey, "Owner": keyOwner, "Handover": t.handover, "Gen": gen,
+		"Audit": t.audit,
 	}
 	if t.apiKey {
-		data["OtherRules"] = otherRules()
+		data["OtherRules"] = otherRules(t.ruleCount())
 	}
 	var body, out strings.Builder
 	if err := template.Must(template.New("site").Parse(t.site)).Execute(&body, data); err != nil {

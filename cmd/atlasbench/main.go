@@ -21,11 +21,16 @@
 //     `atlasgate_proxy` injecting the credential the policy chose. Once Caddy
 //     runs, atlasbench issues one key through the admin API
 //     (POST /atlasgate/api-keys/keys) and every request carries it as
-//     `Authorization: Bearer agk_…`. Audit events are dropped with the rest of
-//     the info-level logging (the configs log errors only).
+//     `Authorization: Bearer agk_…`. Audit events are on, as shipped: the
+//     atlasgate.audit logger at info, written to a file through
+//     atlasgate_buffered (the rest of the logging is at error level).
+//   - full-1000: full with a policy of 1,000 rules in the same proportions.
 //
-// For each it warms up (2s of wrk), runs a saturation test with wrk (req/s,
-// p50, p99) and a fixed-rate test with vegeta (p50, p99, success ratio), and
+// It starts all of them at once and warms each up (2s of wrk); then runs the
+// saturation test with wrk (req/s, p50, p99) in -rounds alternating rounds
+// (plain, gateway, full, full-1000, plain, …; each figure is the median of a
+// configuration's rounds), then a fixed-rate test with vegeta (p50, p99,
+// success ratio) per configuration; it
 // samples the Caddy process in /proc: CPU seconds over each run (cores used,
 // and CPU-ms per 1000 requests, the cost figure that does not depend on how the
 // two cores are shared with the load generator and the simulator) and the peak
@@ -57,6 +62,7 @@ const (
 type params struct {
 	caddyBin, wrkBin string
 	duration         time.Duration
+	rounds           int
 	rate             int
 	connections      int
 }
@@ -77,7 +83,8 @@ func main() { os.Exit(run()) }
 func run() int {
 	var p params
 	flag.StringVar(&p.caddyBin, "caddy", "bin/caddy", "the Caddy `binary` with the atlasgate modules")
-	flag.DurationVar(&p.duration, "duration", 15*time.Second, "length of each saturation run (whole seconds)")
+	flag.DurationVar(&p.duration, "duration", 5*time.Second, "length of each saturation round (whole seconds)")
+	flag.IntVar(&p.rounds, "rounds", 5, "saturation rounds per configuration, alternating between them; the medians are reported")
 	flag.IntVar(&p.rate, "rate", 500, "requests per second of the fixed-rate run ("+fixedDuration.String()+")")
 	flag.IntVar(&p.connections, "connections", 32, "connections of the saturation run")
 	reloads := flag.Int("reloads", 0, "run the reload soak instead: this many reloads under load per configuration")
@@ -87,8 +94,8 @@ func run() int {
 	if *netns && os.Getenv(netnsEnv) == "" {
 		return reexecInNetns()
 	}
-	if p.duration < time.Second || p.rate < 1 || p.connections < 2 {
-		fmt.Fprintln(os.Stderr, "atlasbench: need -duration ≥ 1s, -rate ≥ 1 and -connections ≥ 2")
+	if p.duration < time.Second || p.rate < 1 || p.connections < 2 || p.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "atlasbench: need -duration ≥ 1s, -rate ≥ 1, -connections ≥ 2 and -rounds ≥ 1")
 		return 2
 	}
 	var err error
@@ -134,70 +141,19 @@ func run() int {
 		return 0
 	}
 
-	var results []*result
-	for _, t := range []target{plainTarget, gatewayTarget, fullTarget} {
-		r, err := bench(ctx, env, p, t)
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "atlasbench: interrupted; stopped Caddy and removed the temporary files")
-			return 130
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "atlasbench: %s: %v\n", t.name, err)
-			return 1
-		}
-		results = append(results, r)
+	full1000 := fullTarget
+	full1000.name, full1000.rules = "full-1000", 1000
+	results, err := benchRounds(ctx, env, p, []target{plainTarget, gatewayTarget, fullTarget, full1000})
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "atlasbench: interrupted; stopped Caddy and removed the temporary files")
+		return 130
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atlasbench:", err)
+		return 1
 	}
 	printTable(os.Stdout, results)
 	return 0
-}
-
-// bench starts Caddy with one configuration, checks it, measures it and stops
-// it.
-func bench(ctx context.Context, env *benchEnv, p params, t target) (*result, error) {
-	fmt.Printf("== %s: starting Caddy\n", t.name)
-	c, err := startCaddy(ctx, env, p.caddyBin, t)
-	if err != nil {
-		return nil, err
-	}
-	defer c.stop()
-	url := c.url + benchPath
-	var header http.Header
-	if t.apiKey {
-		key, err := c.createAPIKey()
-		if err != nil {
-			return nil, fmt.Errorf("creating an API key through the admin API: %v\n--- Caddy output ---\n%s", err, c.output())
-		}
-		header = http.Header{"Authorization": {"Bearer " + key}}
-		fmt.Printf("   issued an API key for %q\n", keyOwner)
-	}
-	if err := checkOK(url, header); err != nil {
-		return nil, fmt.Errorf("GET %s: %v\n--- Caddy output ---\n%s", url, err, c.output())
-	}
-
-	fmt.Printf("   warm-up %s\n", warmup)
-	if _, err := runWrk(ctx, p.wrkBin, url, header, p.connections, warmup); err != nil {
-		return nil, fmt.Errorf("warm-up: %v", err)
-	}
-
-	r := &result{name: t.name}
-	fmt.Printf("   saturation: wrk -t%d -c%d -d%s\n", wrkThreads(p.connections), p.connections, p.duration)
-	cpu0, t0 := c.cpuSeconds(), time.Now()
-	if r.sat, err = runWrk(ctx, p.wrkBin, url, header, p.connections, p.duration); err != nil {
-		return nil, fmt.Errorf("saturation: %v", err)
-	}
-	r.satCPU, r.satWall = c.cpuSeconds()-cpu0, time.Since(t0)
-
-	fmt.Printf("   fixed rate: %d/s for %s\n", p.rate, fixedDuration)
-	cpu0 = c.cpuSeconds()
-	if r.fixed, err = runFixedRate(ctx, url, header, p.rate, fixedDuration); err != nil {
-		return nil, fmt.Errorf("fixed rate: %v", err)
-	}
-	r.fixedCPU = c.cpuSeconds() - cpu0
-	r.peakRSS = c.peakRSS()
-	if err := c.err(); err != nil {
-		return nil, fmt.Errorf("Caddy failed during the runs: %v\n--- Caddy output ---\n%s", err, c.output())
-	}
-	return r, nil
 }
 
 // netnsEnv marks the re-executed atlasbench inside its network namespace.

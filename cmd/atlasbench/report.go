@@ -28,10 +28,12 @@ func printHeader(w io.Writer, p params) {
 	fmt.Fprintf(w, "machine:    %d CPUs (nproc), %s, %s/%s, %s\n", runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(w, "caddy:      %s (%s)\n", p.caddyBin, caddyVersion)
 	fmt.Fprintf(w, "upstream:   atlassim in-process over TLS (recording off), GET %s, all on 127.0.0.1\n", benchPath)
-	fmt.Fprintf(w, "full:       api_key authenticator, Authorization: Bearer agk_…; policy of %d rules (%d other users, %d other paths, then the caller's)\n",
-		otherUserRules+otherPathRules+1, otherUserRules, otherPathRules)
-	fmt.Fprintf(w, "runs:       warm-up %s; saturation %s -t%d -c%d -d%s --latency; fixed rate %d/s for %s (vegeta)\n",
-		warmup, wrkVersion, wrkThreads(p.connections), p.connections, p.duration, p.rate, fixedDuration)
+	users, paths := ruleMix(defaultRules)
+	fmt.Fprintf(w, "full:       api_key authenticator, Authorization: Bearer agk_…; policy of %d rules (%d other users, %d other paths, then the caller's);\n",
+		defaultRules, users, paths)
+	fmt.Fprintln(w, "            audit events at info to a file through atlasgate_buffered, as shipped (full-1000: the same with 1,000 rules)")
+	fmt.Fprintf(w, "runs:       warm-up %s; saturation %s -t%d -c%d -d%s --latency, %d alternating rounds (medians); fixed rate %d/s for %s (vegeta)\n",
+		warmup, wrkVersion, wrkThreads(p.connections), p.connections, p.duration, p.rounds, p.rate, fixedDuration)
 	fmt.Fprintln(w, "note:       the load generators, the simulator and Caddy share the machine's cores;")
 	fmt.Fprintln(w, "            CPU-ms per 1000 requests is the figure least affected by that")
 	fmt.Fprintln(w)

@@ -118,8 +118,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.metrics.observe(name, "success")
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	SetPlaceholders(repl, id)
 	caddyhttp.SetVar(r.Context(), IdentityVar, id)
+	mapPlaceholders(repl, r)
 	for _, hdr := range h.headers {
 		r.Header.Del(hdr)
 	}
@@ -225,6 +225,42 @@ func outcome(err error) string {
 		return "invalid"
 	}
 	return "missing"
+}
+
+// mapPlaceholders exposes the request's identity (the IdentityVar, read when a
+// placeholder is asked for, so a later handler that replaces the identity is
+// seen) as the placeholders SetPlaceholders sets. A provider costs one closure
+// per request; seven Set calls cost seven boxed strings and two joins, for
+// placeholders most configurations never read.
+func mapPlaceholders(repl *caddy.Replacer, r *http.Request) {
+	ctx := r.Context()
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, "http.auth.user.")
+		if !ok {
+			return nil, false
+		}
+		id, _ := caddyhttp.GetVar(ctx, IdentityVar).(*authn.Identity)
+		if id == nil {
+			return nil, false
+		}
+		switch name {
+		case "id":
+			return id.User, true
+		case "authenticator":
+			return id.Authenticator, true
+		case "kind":
+			return id.Kind, true
+		case "subject":
+			return id.Subject, true
+		case "issuer":
+			return id.Issuer, true
+		case "groups":
+			return strings.Join(id.Groups, ","), true
+		case "scopes":
+			return strings.Join(id.Scopes, " "), true
+		}
+		return nil, false
+	})
 }
 
 // SetPlaceholders exposes an identity as `http.auth.user.*` placeholders, the

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // Decision is the outcome of the policy for one request.
@@ -32,8 +34,14 @@ type engine struct {
 	rules   []*rule
 	byUser  map[string][]int
 	byGroup map[string][]int
-	open    []int // rules indexed neither by user nor by group
+	open    []int // rules indexed neither by user, group nor path prefix
 	trusted []netip.Prefix
+
+	// Rules without an identity condition whose path patterns share a literal
+	// prefix, by that prefix: a rule is a candidate only for paths that start
+	// with it, found with one map lookup per distinct prefix length.
+	byPrefix      map[string][]int
+	prefixLengths []int // distinct lengths of byPrefix's keys, ascending
 }
 
 // newEngine compiles the rules and checks that each can be reached.
@@ -50,6 +58,10 @@ func newEngine(rules []Rule) (*engine, error) {
 			return nil, fmt.Errorf("rule %q: the name is used twice", r.Name)
 		}
 		names[r.Name] = true
+		c.reason = "allowed by rule " + r.Name
+		if c.deny {
+			c.reason = "denied by rule " + r.Name
+		}
 		fp := c.fingerprint()
 		if prev, ok := seen[fp]; ok {
 			return nil, fmt.Errorf("rule %q is unreachable: rule %q before it has the same conditions", r.Name, prev)
@@ -71,10 +83,19 @@ func newEngine(rules []Rule) (*engine, error) {
 			for g := range c.groups {
 				e.byGroup[g] = append(e.byGroup[g], i)
 			}
+		case c.pathPrefix != "":
+			if e.byPrefix == nil {
+				e.byPrefix = map[string][]int{}
+			}
+			if !slices.Contains(e.prefixLengths, len(c.pathPrefix)) {
+				e.prefixLengths = append(e.prefixLengths, len(c.pathPrefix))
+			}
+			e.byPrefix[c.pathPrefix] = append(e.byPrefix[c.pathPrefix], i)
 		default:
 			e.open = append(e.open, i)
 		}
 	}
+	slices.Sort(e.prefixLengths)
 	return e, nil
 }
 
@@ -87,6 +108,15 @@ func (e *engine) decide(in *Input) Decision {
 	lists = stack[:0]
 	if len(e.open) > 0 {
 		lists = append(lists, e.open)
+	}
+	// Rules compare paths case-insensitively: lower the path once, not per rule.
+	lowerPath := strings.ToLower(in.Path)
+	for _, n := range e.prefixLengths {
+		if n <= len(lowerPath) {
+			if l := e.byPrefix[lowerPath[:n]]; len(l) > 0 {
+				lists = append(lists, l)
+			}
+		}
 	}
 	if in.Identity != nil {
 		if l := e.byUser[in.Identity.User]; len(l) > 0 {
@@ -116,7 +146,7 @@ func (e *engine) decide(in *Input) Decision {
 		}
 		last = best
 		r := e.rules[best]
-		if ok, _ := r.match(in); ok {
+		if ok, _ := r.match(in, lowerPath); ok {
 			return r.decision(in)
 		}
 	}
@@ -127,10 +157,10 @@ func (e *engine) decide(in *Input) Decision {
 func (r *rule) decision(in *Input) Decision {
 	d := Decision{Rule: r.Name, rule: r}
 	if r.deny {
-		d.Status, d.Error, d.Reason = http.StatusForbidden, "access_denied", "denied by rule "+r.Name
+		d.Status, d.Error, d.Reason = http.StatusForbidden, "access_denied", r.reason
 		return d
 	}
-	d.Allow, d.Credential, d.Reason = true, r.Credential, "allowed by rule "+r.Name
+	d.Allow, d.Credential, d.Reason = true, r.Credential, r.reason
 	if r.CredentialHeader != "" {
 		if v := in.Header.Get(r.CredentialHeader); v != "" {
 			if !r.choices[v] {
@@ -156,8 +186,9 @@ type RuleTrace struct {
 // trace checks every rule, in order, for an explanation.
 func (e *engine) trace(in *Input) []RuleTrace {
 	out := make([]RuleTrace, 0, len(e.rules))
+	lowerPath := strings.ToLower(in.Path)
 	for _, r := range e.rules {
-		ok, why := r.match(in)
+		ok, why := r.match(in, lowerPath)
 		action := "allow"
 		if r.deny {
 			action = "deny"

@@ -191,8 +191,12 @@ func (h *Handler) Input(r *http.Request) (*Input, error) {
 		return nil, err
 	}
 	host := r.Host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		host = hh
+	// Only a host with a port is split: SplitHostPort's error for a bare host
+	// costs an allocation per request.
+	if strings.IndexByte(host, ':') >= 0 {
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
 	}
 	id, _ := caddyhttp.GetVar(r.Context(), authhandler.IdentityVar).(*authn.Identity)
 	return &Input{
@@ -261,16 +265,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set(CredentialPlaceholder, d.Credential)
-	repl.Set(RulePlaceholder, d.Rule)
+	mapDecision(repl, d.Credential, d.Rule)
 	caddyhttp.SetVar(r.Context(), proxy.HoldBackVar, h.holdBack)
 	ev.decision = "allow"
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err = next.ServeHTTP(rec, r)
 	ev.status = rec.Status()
-	var he caddyhttp.HandlerError
-	if errors.As(err, &he) {
-		ev.status = he.StatusCode
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			ev.status = he.StatusCode
+		}
 	}
 	h.finish(&ev)
 	return err

@@ -90,7 +90,7 @@ func TestRuleMatching(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, why := r.match(&c.in)
+			got, why := r.match(&c.in, strings.ToLower(c.in.Path))
 			if got != c.want || why != c.why {
 				t.Errorf("match = %t %q, want %t %q", got, why, c.want, c.why)
 			}

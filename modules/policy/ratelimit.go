@@ -85,6 +85,7 @@ type limiter struct {
 type bucket struct {
 	tokens float64
 	last   time.Time
+	rate   *rate // the bucket's own rate: sweep judges idleness by it
 }
 
 // maxIdleBuckets bounds memory: beyond it, full (idle) buckets are dropped,
@@ -103,11 +104,11 @@ func (l *limiter) take(key string, r *rate, t time.Time) (bool, time.Duration) {
 	defer l.mu.Unlock()
 	b := l.buckets[key]
 	if b == nil {
-		b = &bucket{tokens: r.burst, last: t}
+		b = &bucket{tokens: r.burst, last: t, rate: r}
 		l.buckets[key] = b
 		l.takes++
 		if l.takes%1024 == 0 && len(l.buckets) > maxIdleBuckets {
-			l.sweep(r, t)
+			l.sweep(t)
 		}
 	}
 	if el := t.Sub(b.last).Seconds(); el > 0 {
@@ -137,9 +138,9 @@ func (l *limiter) peek(key string, r *rate, t time.Time) (bool, time.Duration) {
 	return false, time.Duration((1 - tokens) / r.perSecond * float64(time.Second))
 }
 
-func (l *limiter) sweep(r *rate, t time.Time) {
+func (l *limiter) sweep(t time.Time) {
 	for k, b := range l.buckets {
-		if b.tokens+t.Sub(b.last).Seconds()*r.perSecond >= r.burst {
+		if b.tokens+t.Sub(b.last).Seconds()*b.rate.perSecond >= b.rate.burst {
 			delete(l.buckets, k)
 		}
 	}

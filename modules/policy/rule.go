@@ -98,6 +98,11 @@ type rule struct {
 	windows  []window
 	choices  map[string]bool
 	rate     *rate
+
+	// pathPrefix is what every path pattern starts with before its first
+	// `*`: a path without it matches none of them, and one comparison says so.
+	pathPrefix string
+	reason     string // "allowed by rule <name>" or "denied by rule <name>", built once
 }
 
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -149,6 +154,7 @@ func compileRule(r Rule, i int) (*rule, error) {
 		}
 		c.paths = append(c.paths, strings.ToLower(p))
 	}
+	c.pathPrefix = literalPrefix(c.paths)
 	var err error
 	if c.sources, err = parsePrefixes(r.Sources); err != nil {
 		return nil, fail("source: %v", err)
@@ -173,8 +179,9 @@ func compileRule(r Rule, i int) (*rule, error) {
 }
 
 // match reports whether the rule applies to in; if not, it names the first
-// condition that failed.
-func (c *rule) match(in *Input) (bool, string) {
+// condition that failed. lowerPath is in.Path lowercased (the caller does it
+// once for all rules).
+func (c *rule) match(in *Input, lowerPath string) (bool, string) {
 	id := in.Identity
 	if id == nil && (len(c.Authenticators) > 0 || c.users != nil || c.subjects != nil || c.groups != nil ||
 		len(c.Scopes) > 0 || len(c.Claims) > 0 || len(c.Labels) > 0) {
@@ -197,15 +204,21 @@ func (c *rule) match(in *Input) (bool, string) {
 			return false, "scope " + s + " missing"
 		}
 	}
-	for k, vals := range c.Claims {
-		if !claimMatches(id.Claims[k], vals) {
-			return false, "claim " + k + " does not match"
+	// Starting a map iteration costs even when the map is empty, on every
+	// rule of every request: check the length first.
+	if len(c.Claims) > 0 {
+		for k, vals := range c.Claims {
+			if !claimMatches(id.Claims[k], vals) {
+				return false, "claim " + k + " does not match"
+			}
 		}
 	}
-	for k, vals := range c.Labels {
-		v, ok := id.Labels[k]
-		if !ok || !slices.Contains(vals, v) {
-			return false, "label " + k + " does not match"
+	if len(c.Labels) > 0 {
+		for k, vals := range c.Labels {
+			v, ok := id.Labels[k]
+			if !ok || !slices.Contains(vals, v) {
+				return false, "label " + k + " does not match"
+			}
 		}
 	}
 	if c.methods != nil && !c.methods[in.Method] {
@@ -220,7 +233,7 @@ func (c *rule) match(in *Input) (bool, string) {
 	if c.hosts != nil && !c.hosts[strings.ToLower(in.Host)] {
 		return false, "host not listed"
 	}
-	if c.paths != nil && !c.pathMatches(in.Path) {
+	if c.paths != nil && !c.pathMatches(lowerPath) {
 		return false, "path not listed"
 	}
 	if c.sources != nil && (!in.ClientIP.IsValid() || !containsAddr(c.sources, in.ClientIP)) {
@@ -232,13 +245,16 @@ func (c *rule) match(in *Input) (bool, string) {
 	return true, ""
 }
 
-// pathMatches matches the way Atlassian routes: case-insensitively, and with
-// a trailing slash on either side making no difference, because Jira's and
-// Confluence's REST layer (Jersey) serves `/rest/api/3/myself/` as
-// `/rest/api/3/myself`. A deny rule for the one is a deny rule for the other
-// (and `…/myself/.`, `…/myself//` normalise to the trailing-slash form).
+// pathMatches matches the way Atlassian routes: case-insensitively (p is
+// lowercased once per decision), and with a trailing slash on either side
+// making no difference, because Jira's and Confluence's REST layer (Jersey)
+// serves `/rest/api/3/myself/` as `/rest/api/3/myself`. A deny rule for the
+// one is a deny rule for the other (and `…/myself/.`, `…/myself//` normalise
+// to the trailing-slash form).
 func (c *rule) pathMatches(p string) bool {
-	p = strings.ToLower(p)
+	if !strings.HasPrefix(p, c.pathPrefix) {
+		return false
+	}
 	bare := trimTrailingSlash(p)
 	for _, pat := range c.paths {
 		if matchGlob(pat, p) || matchGlob(trimTrailingSlash(pat), bare) {
@@ -352,4 +368,27 @@ func (c *rule) fingerprint() string {
 // catchAll reports whether the rule has no condition at all.
 func (c *rule) catchAll() bool {
 	return c.fingerprint() == (&rule{}).fingerprint()
+}
+
+// literalPrefix is the longest prefix all patterns share before their first
+// `*` (the only wildcard matchGlob knows).
+func literalPrefix(patterns []string) string {
+	if len(patterns) == 0 {
+		return ""
+	}
+	// Without their trailing slash: a path matches a pattern with or
+	// without one (see pathMatches), so the prefix must hold for both.
+	prefix := trimTrailingSlash(patterns[0])
+	for _, p := range patterns {
+		p = trimTrailingSlash(p)
+		if i := strings.IndexByte(p, '*'); i >= 0 {
+			p = p[:i]
+		}
+		n := 0
+		for n < len(prefix) && n < len(p) && prefix[n] == p[n] {
+			n++
+		}
+		prefix = prefix[:n]
+	}
+	return prefix
 }

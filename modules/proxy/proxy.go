@@ -202,7 +202,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	name := h.Credential
 	if !h.static {
-		name = repl.ReplaceAll(h.Credential, "")
+		name = credentialName(repl, h.Credential)
 	}
 	if name == "" {
 		// Deny by default: nothing chose a credential for this request.
@@ -243,7 +243,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return h.unavailable(w, name, err)
 	}
-	rp := h.proxies[proxyKey{name, originKey(target)}]
+	origin := originKey(target)
+	rp := h.proxies[proxyKey{name, origin}]
 	if rp == nil {
 		// Target returned an origin the credential did not declare: never send
 		// the credential there.
@@ -259,6 +260,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	info := &routeInfo{
 		target:  target,
+		origin:  origin,
 		home:    cred.Home(),
 		mount:   mountPrefix(r),
 		holdMax: holdMax,
@@ -272,15 +274,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	r = r.WithContext(context.WithValue(r.Context(), routeInfoKey{}, info))
 	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = rp.ServeHTTP(tw, r, next)
+	if err = rp.ServeHTTP(tw, r, next); err == nil || tw.wrote {
+		return err
+	}
 	var ue *atlasgate.UnavailableError
-	if err != nil && !tw.wrote && errors.As(err, &ue) {
+	if errors.As(err, &ue) {
 		// The credential failed at the last moment (its token could not be
 		// refreshed while the request was on its way).
 		return h.unavailable(w, name, ue)
 	}
 	var he caddyhttp.HandlerError
-	if err != nil && !tw.wrote && errors.As(err, &he) && he.StatusCode >= 500 {
+	if errors.As(err, &he) && he.StatusCode >= 500 {
 		// Caddy would answer with an empty body; say what failed instead,
 		// without the internals (they are in the log).
 		h.logger.Error("upstream request failed", zap.String("credential", name),

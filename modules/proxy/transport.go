@@ -17,6 +17,7 @@ import (
 // routeInfo travels in the request context from the handler to the transport.
 type routeInfo struct {
 	target *url.URL // upstream base, with the path prefix the handler added
+	origin string   // originKey(target)
 	home   *url.URL // the site the client addresses as the gateway root
 	mount  string   // the path prefix under which the client addressed the gateway
 	// holdMax caps a hold-back set from this request's response; 0: off.
@@ -47,7 +48,7 @@ func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	t.base.SetScheme(req)
 	// Defence in depth: the credential goes only to its own origin, whatever
 	// happened to the request on the way here.
-	if originKey(req.URL) != originKey(info.target) {
+	if originKey(req.URL) != info.origin {
 		return nil, fmt.Errorf("credential %q: refusing to send it to %s, which is not its upstream", t.name, req.URL.Host)
 	}
 	// The credential goes into a copy: Caddy logs the request it handed us
