@@ -194,26 +194,12 @@ func lenientUnescape(s string) string {
 		switch c := s[i]; {
 		case c == '+':
 			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+		case c == '%' && i+2 < len(s) && canonpath.IsHex(s[i+1]) && canonpath.IsHex(s[i+2]):
+			b.WriteByte(canonpath.Unhex(s[i+1])<<4 | canonpath.Unhex(s[i+2]))
 			i += 2
 		default:
 			b.WriteByte(c)
 		}
 	}
 	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }

@@ -160,6 +160,12 @@ func resolveDots(p string) (string, error) {
 	return res, nil
 }
 
+// IsHex reports whether c is a hexadecimal digit.
+func IsHex(c byte) bool { return isHex(c) }
+
+// Unhex is the value of the hexadecimal digit c.
+func Unhex(c byte) byte { return unhex(c) }
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
