@@ -58,6 +58,7 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./modules/authn/jwt
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./modules/policy
+	$(GO) test -run '^$$' -fuzz '^FuzzStripParams$$' -fuzztime $(FUZZTIME) ./modules/proxy
 
 # The SDK matrix (integration/sdk_test.go): real client libraries from the npm
 # registry, installed into .cache/sdk (skipped by the tests when missing).
