@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -76,5 +78,35 @@ func TestLimiterSweepKeepsSlowBuckets(t *testing.T) {
 	}
 	if ok, _ := l.take("keys/slow", slow, start.Add(2*time.Minute)); ok {
 		t.Error("the slow limit's caller got a second request within the hour after a sweep")
+	}
+}
+
+// TestRefusedRequestCostsNoBucket: fifty requests race for the last token of
+// a caller's bucket while their credential's bucket is full. One passes; the
+// others are refused and the credential's bucket has paid for one request
+// only — the look and the take are one step.
+func TestRefusedRequestCostsNoBucket(t *testing.T) {
+	l := newLimiter()
+	now := time.Unix(1_800_000_000, 0)
+	credential := &rate{perSecond: 1.0 / 3600, burst: 100}
+	caller := &rate{perSecond: 1.0 / 3600, burst: 1}
+	checks := []limitCheck{{key: "cred:jira", r: credential}, {key: "id:alice", r: caller}}
+	var passed atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i, _ := l.takeAll(checks, now); i < 0 {
+				passed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if passed.Load() != 1 {
+		t.Fatalf("%d requests passed, want 1", passed.Load())
+	}
+	if got := l.buckets["cred:jira"].tokens; got != 99 {
+		t.Fatalf("the credential's bucket holds %v tokens, want 99: refused requests were charged", got)
 	}
 }

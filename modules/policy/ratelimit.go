@@ -102,6 +102,48 @@ func (l *limiter) Destruct() error { return nil }
 func (l *limiter) take(key string, r *rate, t time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if ok, wait := l.peekLocked(key, r, t); !ok {
+		return false, wait
+	}
+	l.takeLocked(key, r, t)
+	return true, 0
+}
+
+// takeAll takes a token from every check's bucket, or from none when one of
+// them is empty (its index and wait are returned; -1 when all had one). One
+// lock for the look and the take: two requests racing for the last token of
+// one bucket cannot both pass the look and leave the other buckets charged
+// for a request that is then refused.
+func (l *limiter) takeAll(checks []limitCheck, t time.Time) (int, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, c := range checks {
+		if ok, wait := l.peekLocked(c.key, c.r, t); !ok {
+			return i, wait
+		}
+	}
+	for _, c := range checks {
+		l.takeLocked(c.key, c.r, t)
+	}
+	return -1, 0
+}
+
+// peekLocked is peek with l.mu held.
+func (l *limiter) peekLocked(key string, r *rate, t time.Time) (bool, time.Duration) {
+	b := l.buckets[key]
+	if b == nil {
+		return true, 0
+	}
+	tokens := math.Min(r.burst, b.tokens+max(t.Sub(b.last).Seconds(), 0)*r.perSecond)
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - tokens) / r.perSecond * float64(time.Second))
+}
+
+// takeLocked refills key's bucket to t and takes a token; the caller (with
+// l.mu held) has seen that one is there.
+func (l *limiter) takeLocked(key string, r *rate, t time.Time) {
 	b := l.buckets[key]
 	if b == nil {
 		b = &bucket{tokens: r.burst, last: t, rate: r}
@@ -115,27 +157,7 @@ func (l *limiter) take(key string, r *rate, t time.Time) (bool, time.Duration) {
 		b.tokens = math.Min(r.burst, b.tokens+el*r.perSecond)
 		b.last = t
 	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	wait := time.Duration((1 - b.tokens) / r.perSecond * float64(time.Second))
-	return false, wait
-}
-
-// peek reports whether key's bucket holds a token, taking none.
-func (l *limiter) peek(key string, r *rate, t time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		return true, 0
-	}
-	tokens := math.Min(r.burst, b.tokens+max(t.Sub(b.last).Seconds(), 0)*r.perSecond)
-	if tokens >= 1 {
-		return true, 0
-	}
-	return false, time.Duration((1 - tokens) / r.perSecond * float64(time.Second))
+	b.tokens--
 }
 
 func (l *limiter) sweep(t time.Time) {

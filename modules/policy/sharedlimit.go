@@ -75,16 +75,9 @@ func (h *Handler) apply(ctx context.Context, checks []limitCheck, t time.Time) (
 			return limitUnavailable, time.Second, "shared rate limits cannot be checked"
 		}
 	}
-	// Look before taking, so a refused request costs no bucket anything.
-	for _, c := range checks {
-		if ok, wait := h.limiter.peek(c.key, c.r, t); !ok {
-			return c.scope, wait, c.text + " exceeded"
-		}
-	}
-	for _, c := range checks {
-		if ok, wait := h.limiter.take(c.key, c.r, t); !ok {
-			return c.scope, wait, c.text + " exceeded"
-		}
+	// All or nothing, so a refused request costs no bucket anything.
+	if i, wait := h.limiter.takeAll(checks, t); i >= 0 {
+		return checks[i].scope, wait, checks[i].text + " exceeded"
 	}
 	return "", 0, ""
 }
