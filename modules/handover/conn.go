@@ -46,6 +46,8 @@ type conn struct {
 	boundary   bool   // a response completed and nothing was written since
 	carry      []byte // the next request's first byte, taken by net/http's background read
 	upgraded   bool   // wrote 101 Switching Protocols
+	responding bool   // a response is being written
+	keepAlive  bool   // that response leaves the connection open
 	handingOff bool   // Close is taking the connection from its reader
 	stash      []byte
 }
@@ -99,13 +101,13 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	c.markWritten(bytes.HasPrefix(p, []byte("HTTP/1.1 101 ")) || bytes.HasPrefix(p, []byte("HTTP/1.0 101 ")))
+	c.markWritten(p)
 	return c.Conn.Write(p)
 }
 
 // ReadFrom keeps the kernel's sendfile/splice path for file responses.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	c.markWritten(false)
+	c.markWritten(nil)
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
@@ -114,19 +116,73 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 
 // CloseWrite lets net/http send its FIN before lingering on a bad request.
 func (c *conn) CloseWrite() error {
-	c.markWritten(false)
+	c.markWritten(nil)
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
 }
 
-func (c *conn) markWritten(upgrade bool) {
+// markWritten notes a write of p (nil: bytes it cannot see). The first
+// write of a response decides whether the connection may move after it:
+// only when request and response both keep it alive — after an HTTP/1.0
+// exchange or a `Connection: close` the client waits for the close itself
+// (a close-delimited body ends with it), so it must happen.
+func (c *conn) markWritten(p []byte) {
 	c.mu.Lock()
+	if !c.responding && !interim(p) {
+		c.responding = true
+		c.keepAlive = !c.spoiled && keepsAlive(c.recorded, false) && keepsAlive(p, true)
+		c.upgraded = c.upgraded || bytes.HasPrefix(p, []byte("HTTP/1.1 101 ")) || bytes.HasPrefix(p, []byte("HTTP/1.0 101 "))
+	}
 	c.spoil()
 	c.wrote, c.boundary = true, false
-	c.upgraded = c.upgraded || upgrade
 	c.mu.Unlock()
+}
+
+// interim reports a 1xx response other than 101 (100 Continue): the final
+// response follows on the same exchange.
+func interim(p []byte) bool {
+	return len(p) > 12 && bytes.HasPrefix(p, []byte("HTTP/1.1 1")) && !bytes.HasPrefix(p, []byte("HTTP/1.1 101"))
+}
+
+// keepsAlive reports whether an HTTP/1.1 request or response head, whole at
+// the start of msg, leaves the connection open: version 1.1 and no
+// `Connection: close`. Anything it cannot read says no.
+func keepsAlive(msg []byte, response bool) bool {
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		return false
+	}
+	head := msg[:end+2]
+	nl := bytes.IndexByte(head, '\n')
+	line := bytes.TrimSuffix(head[:nl], []byte("\r"))
+	if response && !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) || !response && !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {
+		return false
+	}
+	for rest := head[nl+1:]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		field := rest[:i]
+		rest = rest[i+1:]
+		const name = "connection:"
+		if len(field) > len(name) && bytes.EqualFold(field[:len(name)], []byte(name)) && containsFold(field[len(name):], "close") {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold is a case-insensitive bytes.Contains without allocating.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetWriteDeadline passes through; a zero deadline is net/http marking a
@@ -150,7 +206,7 @@ func (c *conn) SetDeadline(t time.Time) error {
 func (c *conn) markBoundary() {
 	c.mu.Lock()
 	c.boundary, c.spoiled, c.recorded = true, false, c.carry
-	c.carry = nil
+	c.carry, c.responding = nil, false
 	c.mu.Unlock()
 }
 
@@ -177,8 +233,9 @@ func (c *conn) Close() error {
 	c.closed = true
 	// At the start of the connection anything goes (a TLS ClientHello
 	// replays as well as a request); after a response only HTTP/1 without
-	// an upgrade has a message boundary the newer server can use.
-	movable := !c.spoiled && (!c.wrote || c.boundary && c.http1() && !c.upgraded)
+	// an upgrade, kept alive by both sides, has a message boundary the newer
+	// server can use.
+	movable := !c.spoiled && (!c.wrote || c.boundary && c.keepAlive && c.http1() && !c.upgraded)
 	if movable && c.owner.hub.newerThan(c.owner) {
 		c.handingOff = true
 		if c.reading {

@@ -139,3 +139,39 @@ func TestUpgradedConnectionIsNotMoved(t *testing.T) {
 		t.Fatalf("client read %q, handed over %d: the upgraded connection must just close", got, HandedOver()-before)
 	}
 }
+
+// An HTTP/1.0 exchange, or one with Connection: close, ends with the close
+// the client waits for (a close-delimited body ends there), even while a
+// newer listener could take the connection.
+func TestClosingExchangeStillCloses(t *testing.T) {
+	for name, req := range map[string]string{
+		"HTTP/1.0":          "GET /export HTTP/1.0\r\nHost: gateway\r\n\r\n",
+		"Connection: close": "GET /export HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := &Wrapper{logger: zap.NewNop()}
+			lnOld := listen(t)
+			old := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "part one ")
+				w.(http.Flusher).Flush() // length unknown from here on
+				io.WriteString(w, "part two")
+			})}
+			go old.Serve(w.WrapListener(lnOld))
+			defer old.Close()
+			newer := serve(w.WrapListener(sameAddr{listen(t), lnOld.Addr()}), "new", nil)
+			defer newer.Close()
+
+			c, err := net.Dial("tcp", lnOld.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, req)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil || !strings.Contains(string(got), "part two") {
+				t.Fatalf("client read %q, %v: want the whole answer and then the close", got, err)
+			}
+		})
+	}
+}
