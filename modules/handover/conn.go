@@ -259,6 +259,8 @@ func (c *conn) Close() error {
 // handOver queues the raw connection, with the bytes to read first, for the
 // newer listener; when the queue is full it closes it as the server meant to.
 func (c *conn) handOver(pending []byte) error {
+	// The newer server sets its own deadlines; none of the old one's stays.
+	_ = c.Conn.SetDeadline(time.Time{})
 	if !c.owner.hub.handOver(&replayed{Conn: c.Conn, pending: pending}) {
 		return c.Conn.Close()
 	}
