@@ -205,15 +205,21 @@ func (c *conn) SetDeadline(t time.Time) error {
 // markBoundary notes a complete response: recording starts again.
 func (c *conn) markBoundary() {
 	c.mu.Lock()
-	c.boundary, c.spoiled, c.recorded = true, false, c.carry
-	c.carry, c.responding = nil, false
+	c.boundary, c.spoiled, c.recorded = true, false, append(c.recorded[:0], c.carry...)
+	c.carry, c.responding = c.carry[:0], false
 	c.mu.Unlock()
 }
 
 // spoil is called with mu held.
 func (c *conn) spoil() {
 	c.spoiled = true
-	c.recorded = nil
+	// Keep a small buffer for the next request (no allocation per request on
+	// a kept-alive connection); let a large one go.
+	if cap(c.recorded) <= 4<<10 {
+		c.recorded = c.recorded[:0]
+	} else {
+		c.recorded = nil
+	}
 }
 
 // http1 reports whether the connection speaks HTTP/1 (a method's capital
